@@ -1,0 +1,1 @@
+"""Grading engine and the `ailab` CLI: notebook -> candidate module -> harness -> metrics -> scorecard -> reports."""

@@ -1,0 +1,1 @@
+"""Reference implementations of each lab's interface, graded by the same code as candidates."""
