@@ -1,0 +1,108 @@
+"""The `ailab` command line: start a lab, check a notebook, grade submissions, build an nbgrader course, run the demo."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _grader(lab: str) -> Callable[..., Any]:
+    from graders.paths import lab_dir
+
+    lab_dir(lab)  # exits with the list of labs when unknown
+    try:
+        module = importlib.import_module(f"graders.{lab}.grade")
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"lab {lab!r} has no grader yet ({exc})") from exc
+    return module.grade  # type: ignore[no-any-return]
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from graders.workspace import start
+
+    start(args.lab, Path(args.dir) if args.dir else None, launch=not args.no_lab)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from graders.check import check
+
+    card = check(Path(args.notebook))
+    return 0 if not card.errors else 1
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    grade = _grader(args.lab)
+    cards = grade(args.submission, Path(args.out), dataset=args.dataset, profile=args.profile)
+    print()
+    for card in cards:
+        print(f"{card.submission:<32} {card.score:6.1f} / 100   {Path(args.out) / card.slug / 'report.html'}")
+    return 0
+
+
+def cmd_course_init(args: argparse.Namespace) -> int:
+    from graders.course import init_course
+
+    path = init_course(Path(args.dir))
+    print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from graders.demo import run_demo
+
+    return run_demo(Path(args.out), profile=args.profile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ailab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("start", help="make a workspace with a lab's release notebook and open JupyterLab")
+    p.add_argument("lab")
+    p.add_argument("--dir", help="workspace folder (default ./ailab-LAB)")
+    p.add_argument("--no-lab", action="store_true", help="only prepare the workspace, do not launch JupyterLab")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("check", help="quick feedback on a notebook using the public dev data only")
+    p.add_argument("notebook")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("grade", help="grade submissions against the reference: scorecard.json + report.html each")
+    p.add_argument("lab")
+    p.add_argument("submission", help="a notebook, a folder of notebooks, or the word `reference`")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--dataset", default="support-kb", help="support-kb, support-kb:N, cranfield, or a BEIR/SMART folder")
+    p.add_argument("--profile", default="quick", choices=["quick", "full"])
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("course", help="nbgrader course tools")
+    course = p.add_subparsers(dest="course_command", required=True)
+    c = course.add_parser("init", help="build an nbgrader course folder from labs/")
+    c.add_argument("dir")
+    c.set_defaults(func=cmd_course_init)
+
+    p = sub.add_parser("demo", help="grade the reference and the examples of every lab on the embedded data")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--profile", default="quick", choices=["quick", "full"])
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
