@@ -1,0 +1,1 @@
+"""Lab-independent grading machinery: notebook -> module, sandboxed worker, load, scoring, scorecard, report."""

@@ -1,0 +1,149 @@
+"""The RAG lab's part checks. They run in the grader's process and reach the submission only
+through its worker's adapters, so the reference and a candidate are checked by identical code.
+
+Each check returns (fraction of the part earned, detail); the detail says what lost points.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from graders.engine.sandbox import Worker, WorkerError
+
+Check = tuple[float, str]
+
+
+def _run(cases: list[tuple[str, Callable[[], bool]]]) -> Check:
+    failed = []
+    for label, case in cases:
+        try:
+            if not case():
+                failed.append(label)
+        except WorkerError as exc:
+            failed.append(f"{label} ({exc})")
+    if not failed:
+        return 1.0, f"all {len(cases)} checks passed"
+    return (len(cases) - len(failed)) / len(cases), "failed: " + "; ".join(failed)
+
+
+def chunking(w: Worker, call_s: float) -> Check:
+    def chunk(text: str, max_words: int, overlap: int) -> list[str]:
+        return list(w.call("chunk", call_s, text=text, max_words=max_words, overlap=overlap))
+
+    text = " ".join(f"t{i}" for i in range(23))
+
+    def windows_ok() -> bool:
+        out = chunk(text, 5, 2)
+        return (all(len(c.split()) <= 5 for c in out) and len(out) == 7
+                and out[0].split()[0] == "t0" and out[-1].split()[-1] == "t22"
+                and all(a.split()[-2:] == b.split()[:2] for a, b in zip(out, out[1:])))
+
+    return _run([
+        ("windows of at most max_words that cover the text with the requested overlap", windows_ok),
+        ("no overlap means disjoint windows", lambda: chunk(text, 10, 0) == [
+            " ".join(f"t{i}" for i in range(0, 10)), " ".join(f"t{i}" for i in range(10, 20)),
+            " ".join(f"t{i}" for i in range(20, 23))]),
+        ("a short text is one chunk", lambda: chunk("one two", 120, 20) == ["one two"]),
+        ("empty text gives no chunks", lambda: chunk("   ", 120, 20) == []),
+    ])
+
+
+def dense_index(w: Worker, call_s: float, vectors: np.ndarray, queries: np.ndarray) -> Check:
+    k = 10
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+    truth_scores = np.take_along_axis(queries @ vectors.T, truth, axis=1)
+
+    def search(kind: str) -> dict[str, Any]:
+        return dict(w.call("dense_search", call_s, kind=kind, vectors=vectors.tolist(),
+                           queries=queries.tolist(), k=k, ef_search=64))
+
+    def flat_exact() -> bool:
+        out = search("flat")
+        got = np.asarray(out["scores"], dtype=np.float32)
+        ids = np.asarray(out["ids"])
+        return bool(np.allclose(got, truth_scores, atol=1e-4)) and bool((ids[:, 0] == truth[:, 0]).mean() > 0.99)
+
+    hnsw_recall = {"value": math.nan}
+
+    def hnsw_good() -> bool:
+        ids = np.asarray(search("hnsw")["ids"])
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), truth.tolist())]))
+        hnsw_recall["value"] = recall
+        return recall >= 0.9
+
+    fraction, detail = _run([
+        ("DenseIndex(kind='flat') must return the exact inner-product top 10", flat_exact),
+        ("DenseIndex(kind='hnsw', ef_search=64) recall@10 against exact search must be >= 0.90", hnsw_good),
+    ])
+    if hnsw_recall["value"] == hnsw_recall["value"]:
+        detail += f"; HNSW recall@10 = {hnsw_recall['value']:.3f} on {len(vectors)} real MiniLM vectors"
+    return fraction, detail
+
+
+def hybrid_fusion(w: Worker, call_s: float) -> Check:
+    def tokens_ok() -> bool:
+        out = w.call("tokenize", call_s, text="The AX-420 Blender is NOT working!")
+        return (all(t == t.lower() for t in out) and "the" not in out and "is" not in out
+                and "blender" in out and "working" in out and any("420" in t for t in out))
+
+    def rrf_ok() -> bool:
+        out = w.call("rrf", call_s, rankings=[["a", "b", "c"], ["c", "b", "d"]], k=60)
+        expected = {"c": 1 / 61 + 1 / 63, "b": 2 / 62, "a": 1 / 61, "d": 1 / 63}
+        return [h[0] for h in out] == ["c", "b", "a", "d"] and all(
+            abs(h[1] - expected[h[0]]) < 1e-6 for h in out)
+
+    def rrf_k() -> bool:
+        out = w.call("rrf", call_s, rankings=[["x", "y"]], k=0)
+        return [h[0] for h in out] == ["x", "y"] and abs(out[0][1] - 1.0) < 1e-6
+
+    return _run([
+        ("tokenize: lower-case words, stop words removed, codes kept", tokens_ok),
+        ("reciprocal_rank_fusion: sums 1/(k + rank) over rankings, best first", rrf_ok),
+        ("reciprocal_rank_fusion: honours k (k=0 gives 1/rank)", rrf_k),
+    ])
+
+
+def query_expansion(w: Worker, call_s: float) -> Check:
+    dim = 8
+    q = np.eye(dim)[0]
+    fb = np.stack([np.eye(dim)[1], np.eye(dim)[1], np.eye(dim)[2]])
+
+    def expand(alpha: float, beta: float) -> np.ndarray:
+        return np.asarray(w.call("expand_query", call_s, query_vec=q.tolist(), feedback_vecs=fb.tolist(),
+                                 alpha=alpha, beta=beta))
+
+    def rocchio() -> bool:
+        want = q + 0.5 * fb.mean(axis=0)
+        want /= np.linalg.norm(want)
+        return bool(np.allclose(expand(1.0, 0.5), want, atol=1e-4))
+
+    return _run([
+        ("expand_query: alpha*q + beta*mean(feedback), as a unit vector", rocchio),
+        ("expand_query: beta=0 leaves the query unchanged", lambda: bool(np.allclose(expand(1.0, 0.0), q, atol=1e-4))),
+    ])
+
+
+_CITE = re.compile(r"\[[^\]]*\]")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def grounded(answer: dict[str, Any], docs: dict[str, Any]) -> tuple[bool, bool, str]:
+    """(citations valid, every sentence grounded in a cited doc, reason if not)."""
+    hit_ids = {h[0] for h in answer["hits"]}
+    cites = answer["citations"]
+    if not answer["text"].strip() or not cites:
+        return False, False, "empty answer or no citations"
+    if not set(cites) <= hit_ids:
+        return False, False, f"cites documents that were not retrieved: {sorted(set(cites) - hit_ids)[:3]}"
+    vocab = set()
+    for c in cites:
+        doc = docs.get(c, {})
+        vocab |= set(_WORD.findall(f"{doc.get('title', '')} {doc.get('text', '')}".lower()))
+    for sentence in re.split(r"(?<=[.!?])\s+", _CITE.sub(" ", answer["text"])):
+        words = _WORD.findall(sentence.lower())
+        if len(words) >= 3 and sum(wd in vocab for wd in words) / len(words) < 0.8:
+            return True, False, f"a sentence is not supported by the cited documents: {sentence[:80]!r}"
+    return True, True, ""

@@ -1,0 +1,312 @@
+"""`ailab grade rag`: grade submissions against the reference, in the same run, by the same code.
+
+For a batch: one reference worker indexes the corpus and answers the hidden queries once; then
+each submission gets its own worker and its own scorecard. Quality (nDCG@10, recall@100,
+MRR@10) is absolute on the hidden split and scored as a ratio to the reference; latency comes
+from Locust rounds that alternate candidate and reference (C R C R ...) so both see the same
+machine at the same moments. A failing part never stops the others.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graders.datasets import load_dataset
+from graders.datasets.types import Dataset, Split
+from graders.engine.labconfig import LabConfig, load_lab
+from graders.engine.loadgen import run_load
+from graders.engine.notebook import extract_module
+from graders.engine.report import write_report
+from graders.engine.sandbox import Worker, WorkerError
+from graders.engine.scorecard import Scorecard, clean_metrics, environment
+from graders.engine.scoring import latency_summary, ramp
+from graders.paths import REPO_ROOT
+from graders.rag import checks
+from graders.rag.metrics import quality, recall_at_k_curve
+
+ADAPTERS = "graders.rag.adapters"
+ANSWER_QUERIES = 30
+DENSE_CHECK_DOCS = 600
+DENSE_CHECK_QUERIES = 50
+
+
+def log(message: str) -> None:
+    print(f"[rag] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    """One system's measurements: index stats, the hidden-split run, answers and load samples."""
+
+    index: dict[str, float] = field(default_factory=dict)
+    run: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[list[float]] = field(default_factory=list)
+    load_seconds: float = 0.0
+    failed_queries: int = 0
+    first_error: str = ""
+
+
+@dataclass
+class Context:
+    lab: LabConfig
+    data: Dataset
+    split: Split
+    queries: dict[str, str]
+    profile_name: str
+    out: Path
+    reference: Worker | None = None
+    ref: Run = field(default_factory=Run)
+    dense_vectors: np.ndarray | None = None
+    dense_queries: np.ndarray | None = None
+
+
+def submissions_in(submission: str) -> list[tuple[str, Path]]:
+    if submission == "reference":
+        return [("reference", REPO_ROOT / "reference_systems" / "rag" / "submission.py")]
+    path = Path(submission)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix in (".ipynb", ".py") and not p.name.startswith("."))
+        if not found:
+            raise SystemExit(f"{path} holds no .ipynb or .py submissions")
+        return [(p.stem, p) for p in found]
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist; pass a notebook, a folder of notebooks, or the word `reference`")
+    return [(path.stem, path)]
+
+
+def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
+    worker = Worker(source, ADAPTERS, name=name, memory_mb=lab.limits.memory_mb,
+                    start_timeout_s=lab.limits.worker_start_s)
+    try:
+        worker.start()
+    except BaseException:
+        worker.cleanup()
+        raise
+    return worker
+
+
+def measure(w: Worker, ctx: Context, name: str) -> Run:
+    """Index the corpus and search every hidden query; answer a few. Failures are recorded, not raised."""
+    result = Run()
+    log(f"{name}: indexing {len(ctx.data.docs)} documents ...")
+    result.index = w.call("index", ctx.lab.limits.index_s, docs=[d.as_dict() for d in ctx.data.docs])
+    log(f"{name}: indexed in {result.index['seconds']:.1f} s; searching {len(ctx.queries)} hidden queries ...")
+    for qid, text in ctx.queries.items():
+        try:
+            result.run[qid] = [(h[0], h[1]) for h in w.call("search", ctx.lab.limits.call_s, query=text, k=100)]
+        except WorkerError as exc:
+            result.failed_queries += 1
+            result.first_error = result.first_error or str(exc)
+            result.run[qid] = []
+            if w.proc is None or w.proc.poll() is not None:
+                break
+    for qid in list(ctx.queries)[:ANSWER_QUERIES]:
+        try:
+            result.answers.append({"qid": qid, **w.call("answer", ctx.lab.limits.call_s, query=ctx.queries[qid], k=5)})
+        except WorkerError as exc:
+            result.answers.append({"qid": qid, "error": str(exc)})
+    return result
+
+
+def load_rounds(cand: Worker, ctx: Context, cand_run: Run, label: str) -> None:
+    """Alternate candidate and reference Locust rounds; samples accumulate per system."""
+    assert ctx.reference is not None
+    profile = ctx.lab.profile(ctx.profile_name)
+    queries = list(ctx.queries.values())
+    ctx.ref.samples, ctx.ref.load_seconds = [], 0.0
+    workdir = cand.scratch
+    for r in range(profile.rounds):
+        for who, worker, run in (("candidate", cand, cand_run), ("reference", ctx.reference, ctx.ref)):
+            log(f"{label}: load round {r + 1}/{profile.rounds} on the {who} ({profile.users} users, "
+                f"{profile.load_seconds:.0f} s)")
+            out = run_load(worker.url, queries, seconds=profile.load_seconds, users=profile.users,
+                           spawn_rate=profile.spawn_rate, k=profile.k, workdir=workdir, label=f"{who}-{r}")
+            run.samples.extend(out["samples"])
+            run.load_seconds += out["seconds"]
+
+
+def metrics_of(run: Run, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    m: dict[str, float] = {}
+    if run.run:
+        m.update(quality(run.run, qrels))
+    if run.samples:
+        m.update(latency_summary(run.samples, run.load_seconds))
+    if run.index:
+        m["index_build_s"] = run.index["seconds"]
+        m["index_bytes"] = run.index["index_bytes"]
+    return m
+
+
+def score_parts(card: Scorecard, ctx: Context, w: Worker | None, cand: Run | None) -> None:
+    lab, parts = ctx.lab, ctx.lab.parts
+    call_s = lab.limits.call_s
+    unit = {
+        "chunking": lambda: checks.chunking(w, call_s),
+        "dense_index": lambda: checks.dense_index(w, call_s, ctx.dense_vectors, ctx.dense_queries),
+        "hybrid_fusion": lambda: checks.hybrid_fusion(w, call_s),
+        "query_expansion": lambda: checks.query_expansion(w, call_s),
+    }
+    for name, fn in unit.items():
+        if w is None:
+            card.add(name, 0, parts[name].weight, "not checked: the submission did not load")
+            continue
+        try:
+            fraction, detail = fn()
+        except WorkerError as exc:
+            fraction, detail = 0.0, str(exc)
+        card.add(name, fraction, parts[name].weight, f"Task {parts[name].task}: {detail}")
+
+    ref_m = metrics_of(ctx.ref, ctx.split.qrels)
+    m = metrics_of(cand, ctx.split.qrels) if cand else {}
+    q = parts["retrieval_quality"]
+    if cand and cand.run and "ndcg@10" in m:
+        ratio = m["ndcg@10"] / ref_m["ndcg@10"] if ref_m.get("ndcg@10") else 0.0
+        detail = (f"nDCG@10 {m['ndcg@10']:.3f} vs reference {ref_m['ndcg@10']:.3f} (ratio {ratio:.2f}; full credit "
+                  f"at >= {q.full_at_ratio}); recall@100 {m['recall@100']:.3f} vs {ref_m['recall@100']:.3f}")
+        if cand.failed_queries:
+            detail += f"; {cand.failed_queries} searches failed, scored as empty: {cand.first_error[:300]}"
+        card.add(q.name, ramp(ratio, q.zero_at_ratio or 0, q.full_at_ratio or 1), q.weight, detail)
+    else:
+        card.add(q.name, 0, q.weight, "not measured: " + (card.errors[-1] if card.errors else "no search results"))
+
+    p = parts["performance"]
+    if cand and cand.samples and m.get("latency_p95_ms", float("nan")) == m.get("latency_p95_ms"):
+        ratio = m["latency_p95_ms"] / ref_m["latency_p95_ms"]
+        fraction = ramp(ratio, p.zero_at_ratio or 6.0, p.full_at_ratio or 1.5) * (1 - m["error_rate"])
+        slo = lab.slo.get("latency_p95_ms", float("inf"))
+        detail = (f"p95 {m['latency_p95_ms']:.1f} ms vs reference {ref_m['latency_p95_ms']:.1f} ms (ratio {ratio:.2f}; "
+                  f"full credit at <= {p.full_at_ratio}); {m['throughput_qps']:.1f} vs "
+                  f"{ref_m['throughput_qps']:.1f} queries/s; errors {m['error_rate']:.1%}")
+        if m["latency_p95_ms"] > slo:
+            fraction = min(fraction, 0.5)
+            detail += f"; misses the SLO p95 <= {slo:.0f} ms, capped at half"
+        card.add(p.name, fraction, p.weight, detail)
+    else:
+        card.add(p.name, 0, p.weight, "not measured: the retriever could not be load-tested")
+
+    a = parts["grounded_answers"]
+    if cand and cand.answers:
+        fraction, detail = answers_score(cand, ctx)
+        card.add(a.name, fraction, a.weight, detail)
+    else:
+        card.add(a.name, 0, a.weight, "not measured: no answers")
+    card.metrics, card.reference = clean_metrics(m), {"metrics": clean_metrics(ref_m)}
+
+
+def answers_score(cand: Run, ctx: Context) -> tuple[float, str]:
+    docs = ctx.data.doc_map()
+    doc_dicts = {d: docs[d].as_dict() for d in docs}
+    valid = good = relevant = 0
+    reasons = []
+    for ans in cand.answers:
+        if "error" in ans:
+            reasons.append(ans["error"])
+            continue
+        ok_cites, ok_ground, why = checks.grounded(ans, doc_dicts)
+        valid += ok_cites
+        good += ok_cites and ok_ground
+        relevant += any(ctx.split.qrels.get(ans["qid"], {}).get(c, 0) > 0 for c in ans["citations"])
+        if why:
+            reasons.append(why)
+    n = len(cand.answers)
+    ref_relevant = sum(
+        any(ctx.split.qrels.get(a["qid"], {}).get(c, 0) > 0 for c in a.get("citations", [])) for a in ctx.ref.answers)
+    rel_ratio = relevant / ref_relevant if ref_relevant else 1.0
+    fraction = 0.7 * good / n + 0.3 * ramp(rel_ratio, 0.5, 0.95)
+    detail = (f"Task 6.1: {good}/{n} answers cite only retrieved documents and every sentence is supported; "
+              f"{relevant}/{n} cite a relevant document (reference {ref_relevant}/{len(ctx.ref.answers)})")
+    if reasons:
+        detail += f"; e.g. {reasons[0][:200]}"
+    return fraction, detail
+
+
+def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
+    started = time.perf_counter()
+    card = Scorecard(lab="rag", submission=name)
+    extracted = extract_module(path)
+    card.warnings.extend(extracted.warnings)
+    w: Worker | None = None
+    cand: Run | None = None
+    if not extracted.ok:
+        card.errors.extend(extracted.errors)
+    else:
+        try:
+            log(f"{name}: starting the submission's worker ...")
+            w = start_worker(extracted.source, name, ctx.lab)
+        except WorkerError as exc:
+            card.errors.append(f"the submission could not be loaded: {exc}")
+    try:
+        if w is not None:
+            try:
+                cand = measure(w, ctx, name)
+                if cand.failed_queries:
+                    card.errors.append(f"{cand.failed_queries} of {len(ctx.queries)} searches failed: {cand.first_error}")
+                if w.proc is not None and w.proc.poll() is None and len(cand.run) > cand.failed_queries:
+                    load_rounds(w, ctx, cand, name)
+            except WorkerError as exc:
+                card.errors.append(f"Retriever could not be measured: {exc}")
+        score_parts(card, ctx, w if (w is not None and w.proc is not None and w.proc.poll() is None) else None, cand)
+        if w is not None and (w.proc is None or w.proc.poll() is not None):
+            card.errors.append("the submission's process stopped during grading; later parts were not checked")
+    finally:
+        if w is not None:
+            w.cleanup()
+    card.parts.append(manual_part(ctx.lab))
+    card.total()
+    card.duration_s = time.perf_counter() - started
+    card.environment = environment(profile=ctx.profile_name, dataset=ctx.data.name, split=ctx.split.name,
+                                   queries=len(ctx.queries), documents=len(ctx.data.docs))
+    card.extras = {"curve": recall_at_k_curve(cand.run, ctx.split.qrels) if cand and cand.run else {},
+                   "ref_curve": recall_at_k_curve(ctx.ref.run, ctx.split.qrels),
+                   "latencies": [s[1] for s in (cand.samples if cand else []) if s[2]],
+                   "ref_latencies": [s[1] for s in ctx.ref.samples if s[2]]}
+    folder = ctx.out / card.slug
+    card.write(folder)
+    write_report(card, folder / "report.html")
+    log(f"{name}: {card.score:.1f}/100 -> {folder / 'report.html'}")
+    return card
+
+
+def manual_part(lab: LabConfig):  # noqa: ANN201 - PartResult
+    from graders.engine.scorecard import PartResult
+
+    written = lab.parts["written"]
+    return PartResult("written", 0.0, 0.0, f"Task {written.task}: graded by hand in formgrader "
+                                           f"({written.manual_points:g} points, not part of this score)")
+
+
+def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path) -> Context:
+    data = load_dataset(dataset)
+    chosen = data.split(split)
+    limit = lab.profile(profile).max_quality_queries
+    queries = {q: t for q, t in list(chosen.queries.items())[:limit] if chosen.qrels.get(q)}
+    ctx = Context(lab=lab, data=data, split=chosen, queries=queries, profile_name=profile, out=out)
+    log(f"dataset {data.name}: {len(data.docs)} documents, {len(queries)} {split} queries; profile {profile}")
+    return ctx
+
+
+def grade(submission: str, out: Path, dataset: str = "support-kb", profile: str = "quick",
+          split: str = "test") -> list[Scorecard]:
+    lab = load_lab("rag")
+    subs = submissions_in(submission)
+    ctx = prepare(lab, dataset, split, profile, Path(out))
+    ref_source = (REPO_ROOT / "reference_systems" / "rag" / "submission.py").read_text()
+    log("starting the reference worker ...")
+    ctx.reference = start_worker(ref_source, "reference", lab)
+    try:
+        ctx.ref = measure(ctx.reference, ctx, "reference")
+        if ctx.ref.failed_queries:
+            raise RuntimeError(f"the reference failed on {ctx.ref.failed_queries} queries: {ctx.ref.first_error}")
+        texts = [f"{d.title}\n{d.text}" for d in ctx.data.docs[:DENSE_CHECK_DOCS]]
+        ctx.dense_vectors = np.asarray(ctx.reference.call("embed", 600, texts=texts), dtype=np.float32)
+        qtexts = list(ctx.data.split("dev").queries.values())[:DENSE_CHECK_QUERIES]
+        ctx.dense_queries = np.asarray(ctx.reference.call("embed", 120, texts=qtexts), dtype=np.float32)
+        return [grade_one(name, path, ctx) for name, path in subs]
+    finally:
+        ctx.reference.cleanup()
