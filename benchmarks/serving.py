@@ -1,0 +1,283 @@
+"""Serving benchmark: the reference (continuous batching) vs the naive server under the same open-loop load.
+
+    .venv/bin/python -m benchmarks.serving [--profile quick|full] [--rates 4,16] [--json out.json]
+
+Each server runs as its own subprocess on 127.0.0.1, one at a time, and gets the same seeded
+workload per rate: Poisson arrivals, prompt and output lengths drawn uniformly from the
+profile's ranges (`ignore_eos`, so output lengths are exact), prompts cut from the Python docs.
+Requests arriving during warm-up are sent but not measured; nothing arrives after
+`duration_s`, and every request is bounded by `client_timeout_s`.
+
+Metrics follow vLLM's serving benchmark, measured from the client's stream: TTFT (send to first
+token event), TPOT ((e2e - TTFT) / (output tokens - 1)), ITL (gaps between token events),
+e2e, output tokens/s, requests/s, goodput (requests/s meeting every SLO in labs/serving/lab.toml)
+and dollars per million output tokens at the configured device price. It also reports how far
+the client's TTFT is from the server's own (`server_timing`), the cost of the HTTP path.
+
+The load generator is an asyncio httpx client rather than Locust: Poisson arrivals must be open
+loop (a slow server must not slow the arrivals), which Locust's closed-loop users do not give.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from graders.paths import LABS_DIR, REPO_ROOT
+
+
+@dataclass
+class Result:
+    arrival: float              # scheduled, seconds from the start of the run
+    sent: float = 0.0           # perf_counter
+    end: float = 0.0
+    ok: bool = False
+    status: int = 0
+    error: str = ""
+    token_times: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    expected_tokens: int = 0
+    server_ttft: float | None = None
+
+    @property
+    def ttft(self) -> float:
+        return self.token_times[0] - self.sent
+
+    @property
+    def tpot(self) -> float:
+        return (self.end - self.token_times[0]) / (self.output_tokens - 1) if self.output_tokens > 1 else 0.0
+
+
+def load_lab() -> dict:
+    with open(LABS_DIR / "serving" / "lab.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def workload(profile: dict, rate: float, tokenizer, corpus_ids: list[int]) -> list[tuple[float, str, int]]:
+    """(arrival_s, prompt, max_tokens) for one rate; the same seed gives every server the same requests."""
+    rng = np.random.default_rng([profile["seed"], int(rate * 1000)])
+    out: list[tuple[float, str, int]] = []
+    t = 0.0
+    while True:
+        t += rng.exponential(1.0 / rate)
+        if t >= profile["duration_s"]:
+            return out
+        n_prompt = int(rng.integers(profile["prompt_tokens"][0], profile["prompt_tokens"][1] + 1))
+        n_out = int(rng.integers(profile["output_tokens"][0], profile["output_tokens"][1] + 1))
+        start = int(rng.integers(0, len(corpus_ids) - n_prompt))
+        out.append((t, tokenizer.decode(corpus_ids[start:start + n_prompt]), n_out))
+
+
+async def one(client: httpx.AsyncClient, res: Result, prompt: str, max_tokens: int, timeout: float) -> None:
+    body = {"model": "tiny-gpt2", "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
+    res.expected_tokens = max_tokens
+    res.sent = time.perf_counter()
+    done = False
+    try:
+        async with asyncio.timeout(timeout), client.stream("POST", "/v1/completions", json=body) as r:
+            res.status = r.status_code
+            if r.status_code != 200:
+                res.error = f"HTTP {r.status_code}"
+                await r.aread()
+                return
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                now, data = time.perf_counter(), line[6:]
+                if data == "[DONE]":
+                    done = True
+                    break
+                obj = json.loads(data)
+                if obj.get("choices"):
+                    res.token_times.append(now)
+                elif "usage" in obj:
+                    res.output_tokens = obj["usage"]["completion_tokens"]
+                    res.server_ttft = (obj.get("server_timing") or {}).get("ttft_s")
+                elif "error" in obj:
+                    res.error = obj["error"]["message"]
+    except TimeoutError:
+        res.error = "client timeout"
+    except httpx.HTTPError as e:
+        res.error = f"{type(e).__name__}: {e}"
+    res.end = res.token_times[-1] if res.token_times else time.perf_counter()
+    res.ok = done and not res.error and res.output_tokens == res.expected_tokens == len(res.token_times)
+    if done and not res.ok and not res.error:
+        res.error = f"{len(res.token_times)} token events, usage {res.output_tokens}, asked {res.expected_tokens}"
+
+
+async def drive(url: str, requests: list[tuple[float, str, int]], timeout: float) -> list[Result]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        results = [Result(arrival=a) for a, _, _ in requests]
+        tasks, t0 = [], time.perf_counter()
+        for res, (at, prompt, n_out) in zip(results, requests):
+            delay = t0 + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, res, prompt, n_out, timeout)))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def summarize(results: list[Result], warmup_s: float, slo: dict, usd_per_hour: float) -> dict:
+    measured = [r for r in results if r.arrival >= warmup_s]
+    ok = [r for r in measured if r.ok]
+    if not ok:
+        return {"requests": len(measured), "error_rate": 1.0}
+    duration = max(r.end for r in ok) - min(r.sent for r in measured)
+    ttft = np.array([r.ttft for r in ok]) * 1e3
+    tpot = np.array([r.tpot for r in ok if r.output_tokens > 1]) * 1e3
+    itl = np.concatenate([np.diff(r.token_times) for r in ok]) * 1e3
+    e2e = np.array([r.end - r.sent for r in ok]) * 1e3
+    good = [r for r in ok if r.ttft * 1e3 <= slo["ttft_ms"] and r.tpot * 1e3 <= slo["tpot_ms"]]
+    out_tps = sum(r.output_tokens for r in ok) / duration
+    diffs = [(r.ttft - r.server_ttft) * 1e3 for r in ok if r.server_ttft is not None]
+    errors = sorted({r.error for r in measured if not r.ok})
+    return {
+        "requests": len(measured), "completed": len(ok),
+        "ttft_p50_ms": float(np.percentile(ttft, 50)), "ttft_p95_ms": float(np.percentile(ttft, 95)),
+        "tpot_p50_ms": float(np.percentile(tpot, 50)) if len(tpot) else 0.0,
+        "itl_p95_ms": float(np.percentile(itl, 95)) if len(itl) else 0.0,
+        "e2e_p95_ms": float(np.percentile(e2e, 95)),
+        "output_tokens_per_s": out_tps, "requests_per_s": len(ok) / duration, "goodput_rps": len(good) / duration,
+        "error_rate": 1 - len(ok) / len(measured),
+        "cost_per_1m_output_tokens_usd": usd_per_hour / (3600 * out_tps) * 1e6,
+        "client_minus_server_ttft_p50_ms": float(np.median(diffs)) if diffs else None,
+        "errors": errors[:3],
+    }
+
+
+@contextlib.contextmanager
+def server(kind: str, cfg: dict):
+    """The reference or naive server as a subprocess on a free 127.0.0.1 port; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "reference_systems.serving.server", "--port", str(port),
+           "--max-batch", str(cfg["max_batch"]), "--max-waiting", str(cfg["max_waiting"]),
+           "--threads", str(cfg["threads"]), "--request-timeout", str(cfg["request_timeout_s"])]
+    if kind == "naive":
+        cmd.append("--naive")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the {kind} server exited with {proc.returncode} before answering /health")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the {kind} server did not answer /health within 120 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_idle(url: str, limit_s: float = 30) -> None:
+    """Let a backlog from the previous rate drain so it does not load the next one."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        text = httpx.get(url + "/metrics", timeout=5).text
+        busy = [ln for ln in text.splitlines() if ln.startswith(("ailab_serving_num_requests_running ",
+                                                                  "ailab_serving_num_requests_waiting "))]
+        if all(float(ln.split()[-1]) == 0 for ln in busy):
+            return
+        time.sleep(0.5)
+
+
+COLUMNS = [("rate", "rate", "{:.0f}"), ("ok", "completed", "{:d}"), ("err", "error_rate", "{:.0%}"),
+           ("ttft p50", "ttft_p50_ms", "{:.0f}"), ("ttft p95", "ttft_p95_ms", "{:.0f}"),
+           ("tpot p50", "tpot_p50_ms", "{:.1f}"), ("itl p95", "itl_p95_ms", "{:.1f}"), ("e2e p95", "e2e_p95_ms", "{:.0f}"),
+           ("out tok/s", "output_tokens_per_s", "{:.0f}"), ("req/s", "requests_per_s", "{:.2f}"),
+           ("goodput", "goodput_rps", "{:.2f}"), ("$/1M tok", "cost_per_1m_output_tokens_usd", "{:.3f}"),
+           ("ttft c-s ms", "client_minus_server_ttft_p50_ms", "{:.2f}")]
+
+
+def table(rows: list[dict]) -> str:
+    head = ["server"] + [c[0] for c in COLUMNS]
+    lines = [head]
+    for row in rows:
+        cells = [row["server"]]
+        for _, key, fmt in COLUMNS:
+            v = row.get(key)
+            cells.append("-" if v is None else fmt.format(v))
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", help="a [profiles.*] table of labs/serving/lab.toml")
+    ap.add_argument("--rates", help="comma-separated requests/s, overriding the profile's")
+    ap.add_argument("--servers", default="reference,naive")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args(argv)
+    lab = load_lab()
+    if args.profile not in lab["profiles"]:
+        raise SystemExit(f"unknown profile {args.profile!r}; labs/serving/lab.toml has {', '.join(lab['profiles'])}")
+    profile = dict(lab["profiles"][args.profile])
+    if args.rates:
+        profile["rates"] = [float(r) for r in args.rates.split(",")]
+    prices = lab["prices"]
+    usd_per_hour = prices["usd_per_hour"][prices["device"]]
+
+    from transformers import AutoTokenizer
+
+    from reference_systems.serving.model import corpus, model_dir
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    corpus_ids = tok.backend_tokenizer.encode("\n".join(corpus())).ids
+
+    rows = []
+    for kind in args.servers.split(","):
+        with server(kind, lab["server"]) as url:
+            asyncio.run(drive(url, workload(profile, 2.0, tok, corpus_ids)[:4], 30))  # warm the process up
+            for rate in profile["rates"]:
+                wait_idle(url)
+                reqs = workload(profile, rate, tok, corpus_ids)
+                print(f"{kind}: {len(reqs)} requests at {rate:g}/s for {profile['duration_s']:g} s ...", file=sys.stderr)
+                results = asyncio.run(drive(url, reqs, profile["client_timeout_s"]))
+                rows.append({"server": kind, "rate": rate, **summarize(results, profile["warmup_s"], lab["slo"],
+                                                                        usd_per_hour)})
+    print(table(rows))
+    print(f"SLO per request: ttft <= {lab['slo']['ttft_ms']:g} ms and tpot <= {lab['slo']['tpot_ms']:g} ms; "
+          f"price {usd_per_hour} USD/h ({prices['device']})")
+    by = {(r["server"], r["rate"]): r for r in rows}
+    for rate in profile["rates"]:
+        ref, naive = by.get(("reference", rate)), by.get(("naive", rate))
+        if ref and naive and "goodput_rps" in ref:
+            ratio = ref["goodput_rps"] / naive["goodput_rps"] if naive.get("goodput_rps") else float("inf")
+            print(f"rate {rate:g}/s: reference goodput / naive goodput = {ratio:.1f}x")
+    best = {k: max((r.get("goodput_rps", 0.0) for r in rows if r["server"] == k), default=0.0)
+            for k in ("reference", "naive")}
+    if best["naive"] > 0:
+        print(f"best goodput over the rates: reference {best['reference']:.2f}/s, naive {best['naive']:.2f}/s "
+              f"= {best['reference'] / best['naive']:.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"profile": profile, "slo": lab["slo"], "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
