@@ -79,7 +79,7 @@ def extract_module(path: Path) -> Extracted:
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
-        chunks.append(f"# --- cell {index} ---\n{_strip_magics(source)}\n")
+        chunks.append(f"# --- cell {index + 1} ---\n{_strip_magics(source)}\n")
     if not chunks:
         return Extracted(errors=[f"{path.name} has no code cells to grade; did you submit the right notebook?"])
     result = Extracted(source="\n".join(chunks))
@@ -97,8 +97,10 @@ def checksum_problems(nb: dict[str, Any]) -> list[str]:
         meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
         if not meta or "checksum" not in meta or not (meta.get("locked") or _is_test_cell(cell)):
             continue
+        source = cell.get("source", "")
+        normalised = {**cell, "source": "".join(source) if isinstance(source, list) else source}
         try:
-            actual = compute_checksum(from_dict(cell))
+            actual = compute_checksum(from_dict(normalised))
         except Exception:  # noqa: BLE001 - a malformed cell is itself the finding
             actual = None
         if actual != meta["checksum"]:

@@ -74,7 +74,11 @@ class Worker:
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def __enter__(self) -> Worker:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -96,6 +100,7 @@ class Worker:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()
                 raise WorkerError(
                     f"the submission's process exited while starting (exit code {self.proc.returncode}). "
                     f"Last output:\n{self.output_tail()}"
@@ -106,6 +111,7 @@ class Worker:
                 time.sleep(0.2)
                 continue
             if not health["ok"]:
+                self.stop()
                 raise WorkerError(str(health["error"]))
             return
         self.stop()
@@ -159,7 +165,7 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if hasattr(self, "log"):
+        if hasattr(self, "log") and not self.log.closed:
             self.log.close()
 
     def cleanup(self) -> None:

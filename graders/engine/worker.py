@@ -96,6 +96,25 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(200, payload)
 
 
+def where(exc: BaseException, module_path: str) -> str:
+    """' (notebook cell N, line L)' for the deepest frame in the submission, using the extractor's cell markers."""
+    line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(module_path):
+            line = frame.lineno
+    if not line:
+        return ""
+    try:
+        lines = open(module_path, encoding="utf-8").read().splitlines()
+    except OSError:
+        return ""
+    for i in range(min(line, len(lines)) - 1, -1, -1):
+        if lines[i].startswith("# --- cell "):
+            cell = lines[i].removeprefix("# --- cell ").rstrip(" -")
+            return f" (notebook cell {cell} counting from the top, line {line - i - 1} of that cell)"
+    return f" (line {line})"
+
+
 def _jsonable(value: Any) -> Any:
     import numpy as np
 
@@ -120,8 +139,7 @@ def main() -> None:
         module = load_submission(args.module)
         error = adapters.validate(module)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, ImportError, SystemExit, anything at import
-        tb = traceback.format_exc()
-        error = f"the submission failed while loading: {describe(exc)}\n{tb[-1500:]}"
+        error = f"the submission failed while loading: {describe(exc)}{where(exc, args.module)}"
     Handler.state = {"module": module, "adapters": adapters, "error": error}
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -18,6 +18,11 @@ _state: dict[str, Any] = {}
 
 
 def validate(module: ModuleType) -> str | None:
+    """None when the module is gradable; else why. Also loads the lab's embedding model, so its
+    seconds of start-up count toward starting the worker rather than toward the first query."""
+    from labkit.embeddings import model
+
+    model()
     missing = missing_names(module)
     if missing:
         return f"the submission does not define {', '.join(missing)} (see graders/rag/interface.py)"

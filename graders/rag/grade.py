@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from graders.datasets import load_dataset
 from graders.datasets.types import Dataset, Split
-from graders.engine.labconfig import LabConfig, load_lab
+from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.loadgen import run_load
 from graders.engine.notebook import extract_module
 from graders.engine.report import write_report
@@ -83,12 +83,7 @@ def submissions_in(submission: str) -> list[tuple[str, Path]]:
 def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
     worker = Worker(source, ADAPTERS, name=name, memory_mb=lab.limits.memory_mb,
                     start_timeout_s=lab.limits.worker_start_s)
-    try:
-        worker.start()
-    except BaseException:
-        worker.cleanup()
-        raise
-    return worker
+    return worker.__enter__()  # started, or cleaned up and raised
 
 
 def measure(w: Worker, ctx: Context, name: str) -> Run:
@@ -97,6 +92,7 @@ def measure(w: Worker, ctx: Context, name: str) -> Run:
     log(f"{name}: indexing {len(ctx.data.docs)} documents ...")
     result.index = w.call("index", ctx.lab.limits.index_s, docs=[d.as_dict() for d in ctx.data.docs])
     log(f"{name}: indexed in {result.index['seconds']:.1f} s; searching {len(ctx.queries)} hidden queries ...")
+    w.call("search", ctx.lab.limits.call_s, query="warm-up query", k=10)  # not counted: first-call effects
     for qid, text in ctx.queries.items():
         try:
             result.run[qid] = [(h[0], h[1]) for h in w.call("search", ctx.lab.limits.call_s, query=text, k=100)]
@@ -292,8 +288,11 @@ def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path) -
 
 
 def grade(submission: str, out: Path, dataset: str = "support-kb", profile: str = "quick",
-          split: str = "test") -> list[Scorecard]:
+          split: str = "test", limits: Limits | None = None) -> list[Scorecard]:
+    """Grade one submission, a folder of them, or `reference`; one scorecard + report each under `out`."""
     lab = load_lab("rag")
+    if limits is not None:
+        lab = replace(lab, limits=limits)
     subs = submissions_in(submission)
     ctx = prepare(lab, dataset, split, profile, Path(out))
     ref_source = (REPO_ROOT / "reference_systems" / "rag" / "submission.py").read_text()
