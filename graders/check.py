@@ -19,7 +19,7 @@ def check(notebook: Path, lab: str = "rag", profile: str = "quick") -> Scorecard
     card = grade(str(notebook), out, profile=profile, split="dev")[0]
     print(f"\n{notebook.name}: {card.score:g} / 100 on the public dev split (the graded score uses hidden queries)")
     for part in card.parts:
-        mark = "ok " if part.points >= part.max_points else "-- "
+        mark = "   " if part.max_points == 0 else "ok " if part.points >= part.max_points else "-- "
         print(f"  {mark}{part.name:<18} {part.points:6.2f} / {part.max_points:<4g} {part.detail[:110]}")
     for error in card.errors:
         print(f"  error: {error[:400]}", file=sys.stderr)

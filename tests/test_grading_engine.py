@@ -88,9 +88,8 @@ def test_worker_reports_candidate_exceptions_and_missing_names() -> None:
         with pytest.raises(WorkerError, match="tokenize raised AttributeError"):
             w.call("tokenize", 10, text=None)
         assert w.call("tokenize", 10, text="Still Alive") == ["still", "alive"]
-    with pytest.raises(WorkerError, match="does not define .*Retriever"):
-        with _worker("def chunk(t): return []\n"):
-            pass
+    with pytest.raises(WorkerError, match="does not define .*Retriever"), _worker("def chunk(t): return []\n"):
+        pass
 
 
 def test_a_hang_at_import_is_killed_within_the_start_limit() -> None:

@@ -81,7 +81,7 @@ class Worker:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
     def start(self) -> None:

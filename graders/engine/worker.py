@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
     state: dict[str, Any] = {}
     lock = threading.Lock()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
@@ -55,13 +55,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         if self.path == "/health":
             self._reply(200, {"ok": self.state["error"] is None, "error": self.state["error"]})
         else:
             self._reply(404, {"ok": False, "error": f"no route {self.path}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         if length > MAX_BODY:
             self._reply(413, {"ok": False, "error": "request too large"})

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def chunking(w: Worker, call_s: float) -> Check:
     return _run([
         ("windows of at most max_words that cover the text with the requested overlap", windows_ok),
         ("no overlap means disjoint windows", lambda: chunk(text, 10, 0) == [
-            " ".join(f"t{i}" for i in range(0, 10)), " ".join(f"t{i}" for i in range(10, 20)),
+            " ".join(f"t{i}" for i in range(10)), " ".join(f"t{i}" for i in range(10, 20)),
             " ".join(f"t{i}" for i in range(20, 23))]),
         ("a short text is one chunk", lambda: chunk("one two", 120, 20) == ["one two"]),
         ("empty text gives no chunks", lambda: chunk("   ", 120, 20) == []),

@@ -139,23 +139,32 @@ def metrics_of(run: Run, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
     return m
 
 
-def score_parts(card: Scorecard, ctx: Context, w: Worker | None, cand: Run | None) -> None:
-    lab, parts = ctx.lab, ctx.lab.parts
-    call_s = lab.limits.call_s
-    unit = {
+def unit_checks(w: Worker | None, ctx: Context) -> dict[str, tuple[float, str]]:
+    """The unit-style parts, each (fraction, detail); a failure in one never stops the next."""
+    call_s = ctx.lab.limits.call_s
+    if w is None:
+        reason = (0.0, "not checked: the submission did not load")
+        return {name: reason for name in ("chunking", "dense_index", "hybrid_fusion", "query_expansion")}
+    assert ctx.dense_vectors is not None and ctx.dense_queries is not None
+    vectors, queries = ctx.dense_vectors, ctx.dense_queries
+    checks_by_part = {
         "chunking": lambda: checks.chunking(w, call_s),
-        "dense_index": lambda: checks.dense_index(w, call_s, ctx.dense_vectors, ctx.dense_queries),
+        "dense_index": lambda: checks.dense_index(w, call_s, vectors, queries),
         "hybrid_fusion": lambda: checks.hybrid_fusion(w, call_s),
         "query_expansion": lambda: checks.query_expansion(w, call_s),
     }
-    for name, fn in unit.items():
-        if w is None:
-            card.add(name, 0, parts[name].weight, "not checked: the submission did not load")
-            continue
+    results = {}
+    for name, fn in checks_by_part.items():
         try:
-            fraction, detail = fn()
+            results[name] = fn()
         except WorkerError as exc:
-            fraction, detail = 0.0, str(exc)
+            results[name] = (0.0, str(exc))
+    return results
+
+
+def score_parts(card: Scorecard, ctx: Context, w: Worker | None, cand: Run | None) -> None:
+    lab, parts = ctx.lab, ctx.lab.parts
+    for name, (fraction, detail) in unit_checks(w, ctx).items():
         card.add(name, fraction, parts[name].weight, f"Task {parts[name].task}: {detail}")
 
     ref_m = metrics_of(ctx.ref, ctx.split.qrels)
@@ -269,7 +278,7 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
     return card
 
 
-def manual_part(lab: LabConfig):  # noqa: ANN201 - PartResult
+def manual_part(lab: LabConfig):
     from graders.engine.scorecard import PartResult
 
     written = lab.parts["written"]

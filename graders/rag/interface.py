@@ -11,7 +11,8 @@ Documents and hits travel as plain data:
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, TypedDict
+from collections.abc import Sequence
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 

@@ -15,9 +15,9 @@ Conventions, chosen to be robust against careless submissions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-Run = dict[str, Sequence[tuple[str, float]]]
+Run = Mapping[str, Sequence[tuple[str, float]]]
 Qrels = dict[str, dict[str, int]]
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 

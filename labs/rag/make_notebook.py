@@ -20,8 +20,8 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import example_cells
-import notebook_cells
+import example_cells  # noqa: E402 - siblings of this script, found via the path set above
+import notebook_cells  # noqa: E402
 
 SOURCE = HERE / "source" / "rag" / "rag.ipynb"
 EXAMPLES = HERE / "examples"
