@@ -35,7 +35,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the grader dies, so a crashed grader leaves no orphans."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _limits(memory_mb: int, file_mb: int = 512) -> None:
+    _die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -49,8 +60,11 @@ def scrubbed_env(scratch: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "2",
-        "MKL_NUM_THREADS": "2",
+        # One thread each: on a shared 2-core machine, two OpenMP threads per process spin against
+        # the load generator and the other worker, and a MiniLM query embedding went from ~20 ms to ~400 ms.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
         "AILAB_CACHE": str(cache_dir()),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -61,8 +75,10 @@ def scrubbed_env(scratch: Path) -> dict[str, str]:
 class Worker:
     """A submission's worker process; use as a context manager."""
 
-    def __init__(self, module_source: str, adapters: str, *, name: str, memory_mb: int, start_timeout_s: float):
+    def __init__(self, module_source: str, adapters: str, *, name: str, memory_mb: int, start_timeout_s: float,
+                 labels: dict[str, str] | None = None):
         self.name = name
+        self.labels = labels or {}  # adapter name -> what the candidate wrote, for messages ("Retriever.index")
         self.adapters = adapters
         self.memory_mb = memory_mb
         self.start_timeout_s = start_timeout_s
@@ -123,20 +139,29 @@ class Worker:
 
     def call(self, fn: str, timeout_s: float, **args: Any) -> Any:
         """Call an adapter; its result, or WorkerError (candidate exception, timeout, crash)."""
+        what = self.labels.get(fn, fn)
         if self.proc is None or self.proc.poll() is not None:
-            raise WorkerError("the submission's process is no longer running (it crashed or was stopped earlier)")
+            raise WorkerError(f"{what} was not called: the submission's process is no longer running "
+                              "(it crashed or was stopped earlier)")
         try:
             reply = self.client.post("/call", json={"fn": fn, "args": args}, timeout=timeout_s)
         except httpx.TimeoutException:
             self.stop()
-            raise WorkerError(f"{fn} did not return within {timeout_s:.0f} s; the process was stopped") from None
+            raise WorkerError(f"{what} did not finish within {timeout_s:.0f} s; the submission's process was stopped. "
+                              "Look for an endless loop, or make it faster (limits are in the lab's lab.toml)") from None
         except httpx.HTTPError as exc:
-            raise WorkerError(f"{fn}: the submission's process stopped answering ({exc}). {self.output_tail()}") from None
+            self.stop()
+            code = self.proc.returncode if self.proc is not None else None
+            raise WorkerError(f"{what}: the submission's process died (exit code {code}; {exc}); out of memory or a "
+                              f"crash in native code? Last output:\n{self.output_tail(600)}") from None
         if len(reply.content) > 64 * 1024 * 1024:
-            raise WorkerError(f"{fn} returned more than 64 MiB")
-        payload = reply.json()
+            raise WorkerError(f"{what} returned more than 64 MiB of data; return only what the interface asks for")
+        try:
+            payload = reply.json()
+        except ValueError:
+            raise WorkerError(f"{what}: the worker sent a reply that is not JSON (status {reply.status_code})") from None
         if not payload.get("ok"):
-            raise WorkerError(f"{fn} raised {payload.get('error')}")
+            raise WorkerError(f"{what} raised {payload.get('error')}")
         return payload["result"]
 
     def output_tail(self, limit: int = 1500) -> str:
