@@ -124,7 +124,12 @@ def assignment_of(lab: str) -> tuple[str, Path]:
     """(nbgrader assignment id, its source folder) of a lab, from lab.toml."""
     folder = lab_dir(lab)
     meta = tomllib.loads((folder / "lab.toml").read_text())["lab"]
-    return meta["assignment"], (folder / meta["notebook"]).parent
+    return meta.get("assignment", lab), (folder / notebook_of(lab, meta)).parent
+
+
+def notebook_of(lab: str, meta: dict[str, Any]) -> str:
+    """The lab's source notebook relative to its folder: lab.toml's `notebook`, else source/LAB/LAB.ipynb."""
+    return str(meta.get("notebook", f"source/{lab}/{lab}.ipynb"))
 
 
 def _labs() -> list[str]:

@@ -13,7 +13,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from graders.course import generate_release, nbgrader_env
+from graders.course import generate_release, nbgrader_env, notebook_of
 from graders.paths import lab_dir
 
 README = """\
@@ -37,7 +37,7 @@ def start(lab: str, dest: Path | None = None, launch: bool = True) -> Path:
     """Create DEST (default ./ailab-LAB) with the lab's release notebook and a README; launch JupyterLab unless told not to."""
     dest = (Path(dest) if dest else Path.cwd() / f"ailab-{lab}").resolve()
     meta = tomllib.loads((lab_dir(lab) / "lab.toml").read_text())["lab"]
-    _refuse_overwrite(dest / Path(meta["notebook"]).name, lab)
+    _refuse_overwrite(dest / Path(notebook_of(lab, meta)).name, lab)
     with tempfile.TemporaryDirectory(prefix=f"ailab-{lab}-course-") as tmp:
         print(f"[start] generating the release notebook of {lab!r} with nbgrader ...", file=sys.stderr, flush=True)
         release = generate_release(lab, Path(tmp))
