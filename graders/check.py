@@ -9,6 +9,7 @@ from graders.engine.scorecard import Scorecard
 
 
 def check(notebook: Path, lab: str = "rag", profile: str = "quick") -> Scorecard:
+    """Grade `notebook` on the public dev split (quick profile) and print a compact per-part table."""
     if lab != "rag":
         raise SystemExit(f"ailab check knows the rag lab only for now, not {lab!r}")
     from graders.rag.grade import grade
@@ -23,5 +24,4 @@ def check(notebook: Path, lab: str = "rag", profile: str = "quick") -> Scorecard
         print(f"  {mark}{part.name:<18} {part.points:6.2f} / {part.max_points:<4g} {part.detail[:110]}")
     for error in card.errors:
         print(f"  error: {error[:400]}", file=sys.stderr)
-    print(f"  full report: {out / card.slug / 'report.html'}")
     return card

@@ -1,28 +1,32 @@
-"""Locust file for manual runs against a RAG worker's /search on 127.0.0.1.
+"""Locust file for manual runs against a RAG worker's /search on 127.0.0.1, with the grader's request shape.
 
-    locust -f benchmarks/locustfiles/rag_search.py --host http://127.0.0.1:PORT \
-        --headless -u 8 -r 8 -t 30s
-The grader uses the same request shape through graders.engine.loadgen.
+Start a worker (python -m graders.engine.worker --module M.py --adapters graders.rag.adapters --port N,
+then POST /call {"fn": "index", ...}) and run, e.g. with the quick profile of labs/rag/lab.toml:
+    locust -f benchmarks/locustfiles/rag_search.py --host http://127.0.0.1:N --headless -u 4 -r 4 -t 6s
+Queries are the public dev queries of the default dataset (AILAB_LOAD_DATASET overrides it); the
+grader itself drives the same request through graders.engine.loadgen and keeps raw samples.
 """
+import os
+
 from locust import FastHttpUser, constant, task
 
-QUERIES = [
-    "how do I return shoes I bought last week",
-    "AX-420 error E-1043",
-    "shipping times for premium members in Australia",
-    "warranty claim for a broken blender",
-]
+from graders.datasets import load_dataset
+
+QUERIES = list(load_dataset(os.environ.get("AILAB_LOAD_DATASET", "support-kb")).split("dev").queries.values())
 
 
 class SearchUser(FastHttpUser):
     wait_time = constant(0)
-    i = 0
+    next_query = 0
 
     def on_start(self) -> None:
-        if not self.host.startswith("http://127.0.0.1:"):
+        if not (self.host or "").startswith("http://127.0.0.1:"):
             raise SystemExit("load tests only target 127.0.0.1")
 
     @task
     def search(self) -> None:
-        SearchUser.i += 1
-        self.client.post("/search", json={"query": QUERIES[self.i % len(QUERIES)], "k": 10})
+        query = QUERIES[SearchUser.next_query % len(QUERIES)]
+        SearchUser.next_query += 1
+        with self.client.post("/search", json={"query": query, "k": 10}, catch_response=True) as r:
+            if r.status_code != 200 or not r.json().get("ok"):
+                r.failure(f"search failed: {r.text[:200]}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,25 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class LoadProfile:
+    """An open-loop load profile (the serving lab): Poisson arrivals at each rate."""
+    name: str
+    rates: list[float]
+    duration_s: float
+    warmup_s: float
+    prompt_tokens: list[int]
+    output_tokens: list[int]
+    client_timeout_s: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class Limits:
     worker_start_s: float
-    index_s: float
-    call_s: float
-    memory_mb: int
+    index_s: float = 600.0
+    call_s: float = 30.0
+    memory_mb: int = 6144
+    check_s: float = 10.0  # the serving lab: any single request of a functional check
 
 
 @dataclass(frozen=True)
@@ -52,16 +66,30 @@ class LabConfig:
     limits: Limits
     profiles: dict[str, Profile]
     raw: dict[str, Any]
+    load_profiles: dict[str, LoadProfile] = field(default_factory=dict)  # tables with `rates`
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
             raise SystemExit(f"lab {self.name!r} has no profile {name!r}; choose one of {sorted(self.profiles)}")
         return self.profiles[name]
 
+    def load_profile(self, name: str) -> LoadProfile:
+        if name not in self.load_profiles:
+            raise SystemExit(f"lab {self.name!r} has no profile {name!r}; choose one of {sorted(self.load_profiles)}")
+        return self.load_profiles[name]
 
-def load_lab(lab: str) -> LabConfig:
-    folder = lab_dir(lab)
-    raw = tomllib.loads((folder / "lab.toml").read_text())
+
+def load_lab(lab: str | Path) -> LabConfig:
+    """A lab by name (`labs/<lab>/lab.toml`) or the path of a lab.toml; ValueError says what is wrong."""
+    path = Path(lab) if str(lab).endswith(".toml") else lab_dir(str(lab)) / "lab.toml"
+    folder = path.parent
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    for table in ("lab", "parts", "limits"):
+        if table not in raw:
+            raise ValueError(f"{path}: missing the [{table}] table")
     parts = {
         name: Part(
             name=name,
@@ -76,8 +104,13 @@ def load_lab(lab: str) -> LabConfig:
     }
     total = sum(p.weight for p in parts.values() if not p.manual)
     if abs(total - 100) > 1e-6:
-        raise ValueError(f"{folder / 'lab.toml'}: auto-graded part weights add up to {total}, not 100")
-    profiles = {name: Profile(name=name, **p) for name, p in raw.get("profiles", {}).items()}
+        raise ValueError(f"{path}: auto-graded part weights add up to {total:g}, not 100")
+    for part in parts.values():
+        bounds = (part.full_at_ratio, part.zero_at_ratio)
+        if bounds != (None, None) and (None in bounds or bounds[0] == bounds[1]):
+            raise ValueError(f"{path}: part {part.name!r} needs both full_at_ratio and zero_at_ratio, and they must differ")
+    profiles = {name: Profile(name=name, **p) for name, p in raw.get("profiles", {}).items() if "rates" not in p}
+    load_profiles = {name: LoadProfile(name=name, **p) for name, p in raw.get("profiles", {}).items() if "rates" in p}
     return LabConfig(
         name=raw["lab"]["name"],
         title=raw["lab"]["title"],
@@ -90,4 +123,5 @@ def load_lab(lab: str) -> LabConfig:
         limits=Limits(**raw["limits"]),
         profiles=profiles,
         raw=raw,
+        load_profiles=load_profiles,
     )

@@ -7,11 +7,19 @@ percentiles). Only 127.0.0.1 is accepted as a target; every run is bounded in ti
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # the load process: gevent must patch the stdlib before anything else imports it
+    import locust  # noqa: F401
+
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+
+class LoadError(RuntimeError):
+    """The load generator itself failed (not the system under test)."""
 
 
 def run_load(url: str, queries: list[str], *, seconds: float, users: int, spawn_rate: float, k: int,
@@ -19,19 +27,42 @@ def run_load(url: str, queries: list[str], *, seconds: float, users: int, spawn_
     """Run one bounded Locust round against url/search; {"samples": [[t, ms, ok], ...], "seconds": ...}."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"load tests only target 127.0.0.1; refusing {url}")
+    if not queries:
+        raise ValueError("a load test needs at least one query")
     spec = workdir / f"load-{label}.json"
     out = workdir / f"load-{label}.out.json"
     spec.write_text(json.dumps({"url": url, "queries": queries, "seconds": seconds, "users": users,
                                 "spawn_rate": spawn_rate, "k": k, "label": label}))
-    subprocess.run([sys.executable, "-m", "graders.engine.loadgen", str(spec), str(out)],
-                   check=True, timeout=seconds + 60)
+    log = workdir / f"load-{label}.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "graders.engine.loadgen", str(spec), str(out)],
+                                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True)
+    deadline, shown = time.monotonic() + seconds + 60, 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        shown = _echo_progress(log, shown)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+        raise LoadError(f"the load generator did not stop within {seconds + 60:.0f} s")
+    _echo_progress(log, shown)
+    if proc.returncode != 0 or not out.exists():
+        tail = log.read_bytes()[-1500:].decode(errors="replace")
+        raise LoadError(f"the load generator failed (exit code {proc.returncode}):\n{tail}")
     return dict(json.loads(out.read_text()))
 
 
-def _main(spec_path: str, out_path: str) -> None:
-    from gevent import monkey
+def _echo_progress(log: Path, offset: int) -> int:
+    """Copy the load process's progress lines to our stderr; returns how far the log was read."""
+    data = log.read_bytes()[offset:]
+    done = data.rfind(b"\n") + 1
+    for line in data[:done].decode(errors="replace").splitlines():
+        if line.startswith("  [load "):
+            print(line, file=sys.stderr, flush=True)
+    return offset + done
 
-    monkey.patch_all()
+
+def _main(spec_path: str, out_path: str) -> None:
     import gevent
     from locust import constant, events, task
     from locust.contrib.fasthttp import FastHttpUser

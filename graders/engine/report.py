@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -52,6 +53,26 @@ def latency_plot(latencies: list[float], ref_latencies: list[float]) -> str:
     return _png(fig)
 
 
+def latency_histogram(latencies: list[float], ref_latencies: list[float]) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    both = [x for x in latencies + ref_latencies if x > 0]
+    log_bins = bool(both) and max(both) > min(both)
+    bins: list[float] | int = list(np.geomspace(min(both), max(both) * 1.0001, 40)) if log_bins else 20
+    for label, data in (("reference", ref_latencies), ("candidate", latencies)):
+        if data:
+            ax.hist(data, bins=bins, alpha=0.55, label=f"{label} (n={len(data)})")
+    if log_bins:
+        ax.set_xscale("log")
+    ax.set(xlabel="latency (ms, log scale)", ylabel="requests", title="Search latency under load (histogram)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4g}"
+
+
 def write_report(card: Scorecard, path: Path) -> Path:
     e = html.escape
     rows = "".join(
@@ -60,16 +81,15 @@ def write_report(card: Scorecard, path: Path) -> Path:
     ref = card.reference.get("metrics", {})
     names = sorted(set(card.metrics) | set(ref))
     metric_rows = "".join(
-        f"<tr><td>{e(n)}</td><td>{card.metrics.get(n, float('nan')):.4g}</td><td>{ref.get(n, float('nan')):.4g}</td></tr>"
-        for n in names)
+        f"<tr><td>{e(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>" for n in names)
     extras = card.extras
     plots = ""
     if extras.get("curve") or extras.get("ref_curve"):
         plots += recall_plot(extras.get("curve", {}), extras.get("ref_curve", {}))
     if extras.get("latencies") or extras.get("ref_latencies"):
         plots += latency_plot(extras.get("latencies", []), extras.get("ref_latencies", []))
+        plots += latency_histogram(extras.get("latencies", []), extras.get("ref_latencies", []))
     errors = "".join(f"<li class='err'>{e(x)}</li>" for x in card.errors) or "<li>none</li>"
-    warnings = "".join(f"<li class='warn'>{e(x)}</li>" for x in card.warnings) or "<li>none</li>"
     env = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in card.environment.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
 <style>{CSS}</style></head><body>
@@ -78,7 +98,7 @@ def write_report(card: Scorecard, path: Path) -> Path:
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Candidate vs reference</h2><div>{plots}</div>
 <table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
-<h2>Errors</h2><ul>{errors}</ul><h2>Integrity warnings</h2><ul>{warnings}</ul>
+<h2>Errors and integrity findings</h2><ul>{errors}</ul>
 <h2>Environment</h2><table>{env}</table>
 <h2>Interviewer notes</h2><p>(written answers are graded by hand in nbgrader's formgrader)</p>
 </body></html>"""

@@ -76,8 +76,12 @@ class Worker:
     """A submission's worker process; use as a context manager."""
 
     def __init__(self, module_source: str, adapters: str, *, name: str, memory_mb: int, start_timeout_s: float,
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, command: list[str] | None = None,
+                 health_path: str = "/health"):
+        """`command` (after `python -m`) replaces the RAG adapter worker, e.g. the serving lab's host;
+        `{port}` in it is filled in. Whatever runs must answer `health_path` with {"ok": bool, "error": str}."""
         self.name = name
+        self.health_path = health_path
         self.labels = labels or {}  # adapter name -> what the candidate wrote, for messages ("Retriever.index")
         self.adapters = adapters
         self.memory_mb = memory_mb
@@ -85,6 +89,8 @@ class Worker:
         self.scratch = Path(tempfile.mkdtemp(prefix=f"ailab-{name[:20]}-"))
         (self.scratch / "candidate.py").write_text(module_source, encoding="utf-8")
         self.port = free_port()
+        self.command = [c.replace("{port}", str(self.port)) for c in command] if command else [
+            "graders.engine.worker", "--module", "candidate.py", "--adapters", adapters, "--port", str(self.port)]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, timeout=30)
@@ -103,8 +109,7 @@ class Worker:
     def start(self) -> None:
         self.log = open(self.scratch / "worker.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "graders.engine.worker", "--module", "candidate.py",
-             "--adapters", self.adapters, "--port", str(self.port)],
+            [sys.executable, "-m", *self.command],
             cwd=self.scratch,
             env=scrubbed_env(self.scratch),
             stdin=subprocess.DEVNULL,
@@ -122,8 +127,8 @@ class Worker:
                     f"Last output:\n{self.output_tail()}"
                 )
             try:
-                health = self.client.get("/health", timeout=2).json()
-            except httpx.HTTPError:
+                health = self.client.get(self.health_path, timeout=2).json()
+            except (httpx.HTTPError, ValueError):
                 time.sleep(0.2)
                 continue
             if not health["ok"]:

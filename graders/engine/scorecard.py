@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
+KEYS = ("schema", "lab", "submission", "score", "parts", "metrics", "reference", "environment", "errors",
+        "duration_s")
+RAG_METRICS = ("ndcg@10", "recall@100", "mrr@10", "latency_p50_ms", "latency_p95_ms", "throughput_qps",
+               "index_build_s", "index_bytes")
 
 
 @dataclass
@@ -31,7 +35,6 @@ class Scorecard:
     reference: dict[str, Any] = field(default_factory=lambda: {"metrics": {}})
     environment: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)  # plot data for the report; not in the JSON
 
@@ -58,7 +61,6 @@ class Scorecard:
             "reference": self.reference,
             "environment": self.environment,
             "errors": self.errors,
-            "warnings": self.warnings,
             "duration_s": round(self.duration_s, 2),
         }
 
@@ -79,9 +81,12 @@ def slugify(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "submission"
 
 
-def clean_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """JSON has no NaN: unmeasured metrics are left out rather than written as NaN."""
-    return {k: round(float(v), 6) for k, v in metrics.items() if v == v and abs(v) != float("inf")}
+def clean_metrics(metrics: dict[str, float], names: tuple[str, ...] | None = None) -> dict[str, float]:
+    """The named metrics (all when None), in that order. JSON has no NaN: unmeasured metrics are
+    left out rather than written as NaN."""
+    names = names or tuple(metrics)
+    return {k: round(float(metrics[k]), 6) for k in names
+            if k in metrics and metrics[k] == metrics[k] and abs(metrics[k]) != float("inf")}
 
 
 def environment(**extra: Any) -> dict[str, Any]:

@@ -91,7 +91,8 @@ class Handler(BaseHTTPRequestHandler):
                 result = getattr(adapters, fn_name)(self.state["module"], **args)
                 payload = {"ok": True, "result": result}
             except BaseException as exc:  # noqa: BLE001 - every candidate failure becomes a reply
-                payload = {"ok": False, "error": describe(exc), "traceback": traceback.format_exc()[-4000:]}
+                payload = {"ok": False, "error": describe(exc) + where(exc, self.state["module_path"]),
+                           "traceback": traceback.format_exc()[-4000:]}
         payload["seconds"] = time.perf_counter() - started
         self._reply(200, payload)
 
@@ -140,7 +141,7 @@ def main() -> None:
         error = adapters.validate(module)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, ImportError, SystemExit, anything at import
         error = f"the submission failed while loading: {describe(exc)}{where(exc, args.module)}"
-    Handler.state = {"module": module, "adapters": adapters, "error": error}
+    Handler.state = {"module": module, "adapters": adapters, "error": error, "module_path": args.module}
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print(f"worker ready on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)

@@ -68,16 +68,27 @@ def dense_index(w: Worker, call_s: float, vectors: np.ndarray, queries: np.ndarr
         return bool(np.allclose(got, truth_scores, atol=1e-4)) and bool((ids[:, 0] == truth[:, 0]).mean() > 0.99)
 
     hnsw_recall = {"value": math.nan}
+    hnsw: dict[str, Any] = {}
 
     def hnsw_good() -> bool:
-        ids = np.asarray(search("hnsw")["ids"])
+        hnsw.update(search("hnsw"))
+        ids = np.asarray(hnsw["ids"])
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), truth.tolist())]))
         hnsw_recall["value"] = recall
         return recall >= 0.9
 
+    def hnsw_scores() -> bool:
+        """Scores are the inner products of the returned rows, best first (an L2 index returns distances)."""
+        if not hnsw:
+            return False
+        ids, got = np.asarray(hnsw["ids"]), np.asarray(hnsw["scores"], dtype=np.float32)
+        want = np.einsum("qd,qkd->qk", queries, vectors[np.clip(ids, 0, len(vectors) - 1)])
+        return bool(np.allclose(got, want, atol=1e-3)) and bool((np.diff(got, axis=1) <= 1e-5).all())
+
     fraction, detail = _run([
         ("DenseIndex(kind='flat') must return the exact inner-product top 10", flat_exact),
         ("DenseIndex(kind='hnsw', ef_search=64) recall@10 against exact search must be >= 0.90", hnsw_good),
+        ("DenseIndex(kind='hnsw') must score by inner product, best first (not L2 distance)", hnsw_scores),
     ])
     if hnsw_recall["value"] == hnsw_recall["value"]:
         detail += f"; HNSW recall@10 = {hnsw_recall['value']:.3f} on {len(vectors)} real MiniLM vectors"

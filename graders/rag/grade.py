@@ -4,26 +4,29 @@ For a batch: one reference worker indexes the corpus and answers the hidden quer
 each submission gets its own worker and its own scorecard. Quality (nDCG@10, recall@100,
 MRR@10) is absolute on the hidden split and scored as a ratio to the reference; latency comes
 from Locust rounds that alternate candidate and reference (C R C R ...) so both see the same
-machine at the same moments. A failing part never stops the others.
+machine at the same moments. A failing part never stops the others: unit parts run first, and a
+call that hangs costs its part and a worker restart; retrieval is then indexed, searched, answered
+and load-tested. Every scorecard line says what lost points; `report: PATH` is printed per submission.
 """
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from graders.datasets import load_dataset
 from graders.datasets.types import Dataset, Split
 from graders.engine.labconfig import LabConfig, Limits, load_lab
-from graders.engine.loadgen import run_load
+from graders.engine.loadgen import LoadError, run_load
 from graders.engine.notebook import extract_module
 from graders.engine.report import write_report
 from graders.engine.sandbox import Worker, WorkerError
-from graders.engine.scorecard import Scorecard, clean_metrics, environment
+from graders.engine.scorecard import RAG_METRICS, PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import latency_summary, ramp
 from graders.paths import REPO_ROOT
 from graders.rag import checks
@@ -33,6 +36,10 @@ ADAPTERS = "graders.rag.adapters"
 ANSWER_QUERIES = 30
 DENSE_CHECK_DOCS = 600
 DENSE_CHECK_QUERIES = 50
+# adapter -> the name a candidate knows it by, for error messages
+LABELS = {"index": "Retriever.index", "search": "Retriever.search", "answer": "answer (after Retriever.search)",
+          "rrf": "reciprocal_rank_fusion", "dense_search": "DenseIndex", "chunk": "chunk", "tokenize": "tokenize",
+          "expand_query": "expand_query", "embed": "the lab's embedder"}
 
 
 def log(message: str) -> None:
@@ -82,7 +89,7 @@ def submissions_in(submission: str) -> list[tuple[str, Path]]:
 
 def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
     worker = Worker(source, ADAPTERS, name=name, memory_mb=lab.limits.memory_mb,
-                    start_timeout_s=lab.limits.worker_start_s)
+                    start_timeout_s=lab.limits.worker_start_s, labels=LABELS)
     return worker.__enter__()  # started, or cleaned up and raised
 
 
@@ -116,18 +123,20 @@ def load_rounds(cand: Worker, ctx: Context, cand_run: Run, label: str) -> None:
     profile = ctx.lab.profile(ctx.profile_name)
     queries = list(ctx.queries.values())
     ctx.ref.samples, ctx.ref.load_seconds = [], 0.0
-    workdir = cand.scratch
-    for r in range(profile.rounds):
-        for who, worker, run in (("candidate", cand, cand_run), ("reference", ctx.reference, ctx.ref)):
-            log(f"{label}: load round {r + 1}/{profile.rounds} on the {who} ({profile.users} users, "
-                f"{profile.load_seconds:.0f} s)")
-            out = run_load(worker.url, queries, seconds=profile.load_seconds, users=profile.users,
-                           spawn_rate=profile.spawn_rate, k=profile.k, workdir=workdir, label=f"{who}-{r}")
-            run.samples.extend(out["samples"])
-            run.load_seconds += out["seconds"]
+    # not the candidate's scratch folder: the submission can write there, and must not forge its samples
+    with tempfile.TemporaryDirectory(prefix="ailab-load-") as workdir:
+        for r in range(profile.rounds):
+            for who, worker, run in (("candidate", cand, cand_run), ("reference", ctx.reference, ctx.ref)):
+                log(f"{label}: load round {r + 1}/{profile.rounds} on the {who} ({profile.users} users, "
+                    f"{profile.load_seconds:.0f} s)")
+                out = run_load(worker.url, queries, seconds=profile.load_seconds, users=profile.users,
+                               spawn_rate=profile.spawn_rate, k=profile.k, workdir=Path(workdir), label=f"{who}-{r}")
+                run.samples.extend(out["samples"])
+                run.load_seconds += out["seconds"]
 
 
 def metrics_of(run: Run, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Every measured figure of one system (the scorecard keeps the RAG_METRICS among them)."""
     m: dict[str, float] = {}
     if run.run:
         m.update(quality(run.run, qrels))
@@ -162,46 +171,103 @@ def unit_checks(w: Worker | None, ctx: Context) -> dict[str, tuple[float, str]]:
     return results
 
 
-def score_parts(card: Scorecard, ctx: Context, w: Worker | None, cand: Run | None) -> None:
-    lab, parts = ctx.lab, ctx.lab.parts
-    for name, (fraction, detail) in unit_checks(w, ctx).items():
-        card.add(name, fraction, parts[name].weight, f"Task {parts[name].task}: {detail}")
+def unit_parts(card: Scorecard, ctx: Context, w: Worker | None, source: str, name: str, why_not: str) -> Worker | None:
+    """The unit-checked parts. A check that kills the worker (a hang) costs that part only: the
+    worker is restarted for the next one. Returns the worker that is running afterwards, if any."""
+    parts, call_s = ctx.lab.parts, ctx.lab.limits.call_s
+    vectors, queries = ctx.dense_vectors, ctx.dense_queries
+    assert vectors is not None and queries is not None, "grade() embeds the dense-check vectors first"
+    unit: dict[str, Callable[[Worker], checks.Check]] = {
+        "chunking": lambda x: checks.chunking(x, call_s),
+        "dense_index": lambda x: checks.dense_index(x, call_s, vectors, queries),
+        "hybrid_fusion": lambda x: checks.hybrid_fusion(x, call_s),
+        "query_expansion": lambda x: checks.query_expansion(x, call_s),
+    }
+    for part, fn in unit.items():
+        if w is not None and (w.proc is None or w.proc.poll() is not None):
+            w = restart(w, source, name, ctx.lab)
+        if w is None:
+            card.add(part, 0, parts[part].weight, f"Task {parts[part].task}: not checked: {why_not}")
+            continue
+        try:
+            fraction, detail = fn(w)
+        except WorkerError as exc:
+            fraction, detail = 0.0, str(exc)
+        card.add(part, fraction, parts[part].weight, f"Task {parts[part].task}: {detail}")
+    return w
 
+
+def restart(w: Worker, source: str, name: str, lab: LabConfig) -> Worker | None:
+    w.cleanup()
+    log(f"{name}: restarting the submission's worker after it was stopped ...")
+    try:
+        return start_worker(source, name, lab)
+    except WorkerError:
+        return None
+
+
+def system_parts(card: Scorecard, ctx: Context, cand: Run | None, why_not: str) -> None:
+    """Retrieval quality, performance and grounded answers, from the measured runs."""
+    lab, parts = ctx.lab, ctx.lab.parts
     ref_m = metrics_of(ctx.ref, ctx.split.qrels)
     m = metrics_of(cand, ctx.split.qrels) if cand else {}
     q = parts["retrieval_quality"]
     if cand and cand.run and "ndcg@10" in m:
         ratio = m["ndcg@10"] / ref_m["ndcg@10"] if ref_m.get("ndcg@10") else 0.0
-        detail = (f"nDCG@10 {m['ndcg@10']:.3f} vs reference {ref_m['ndcg@10']:.3f} (ratio {ratio:.2f}; full credit "
-                  f"at >= {q.full_at_ratio}); recall@100 {m['recall@100']:.3f} vs {ref_m['recall@100']:.3f}")
+        detail = (f"Task {q.task}: nDCG@10 {m['ndcg@10']:.3f} vs reference {ref_m['ndcg@10']:.3f} (ratio {ratio:.2f}; "
+                  f"full credit at >= {q.full_at_ratio}, none at <= {q.zero_at_ratio}); "
+                  f"recall@100 {m['recall@100']:.3f} vs {ref_m['recall@100']:.3f}")
         if cand.failed_queries:
             detail += f"; {cand.failed_queries} searches failed, scored as empty: {cand.first_error[:300]}"
         card.add(q.name, ramp(ratio, q.zero_at_ratio or 0, q.full_at_ratio or 1), q.weight, detail)
     else:
-        card.add(q.name, 0, q.weight, "not measured: " + (card.errors[-1] if card.errors else "no search results"))
+        card.add(q.name, 0, q.weight, f"Task {q.task}: not measured: " + (why_not or "no search results (see errors)"))
 
     p = parts["performance"]
-    if cand and cand.samples and m.get("latency_p95_ms", float("nan")) == m.get("latency_p95_ms"):
-        ratio = m["latency_p95_ms"] / ref_m["latency_p95_ms"]
-        fraction = ramp(ratio, p.zero_at_ratio or 6.0, p.full_at_ratio or 1.5) * (1 - m["error_rate"])
-        slo = lab.slo.get("latency_p95_ms", float("inf"))
-        detail = (f"p95 {m['latency_p95_ms']:.1f} ms vs reference {ref_m['latency_p95_ms']:.1f} ms (ratio {ratio:.2f}; "
-                  f"full credit at <= {p.full_at_ratio}); {m['throughput_qps']:.1f} vs "
-                  f"{ref_m['throughput_qps']:.1f} queries/s; errors {m['error_rate']:.1%}")
-        if m["latency_p95_ms"] > slo:
-            fraction = min(fraction, 0.5)
-            detail += f"; misses the SLO p95 <= {slo:.0f} ms, capped at half"
-        card.add(p.name, fraction, p.weight, detail)
+    if cand and cand.samples and ref_m.get("latency_p95_ms") and m.get("throughput_qps"):
+        card.add(p.name, *performance(m, ref_m, p, lab.slo.get("latency_p95_ms")))
     else:
-        card.add(p.name, 0, p.weight, "not measured: the retriever could not be load-tested")
+        card.add(p.name, 0, p.weight, f"Task {p.task}: not measured: " + (
+            why_not or (card.errors[-1] if card.errors else "no successful searches under load")))
 
     a = parts["grounded_answers"]
     if cand and cand.answers:
         fraction, detail = answers_score(cand, ctx)
         card.add(a.name, fraction, a.weight, detail)
     else:
-        card.add(a.name, 0, a.weight, "not measured: no answers")
-    card.metrics, card.reference = clean_metrics(m), {"metrics": clean_metrics(ref_m)}
+        card.add(a.name, 0, a.weight, f"Task {a.task}: not measured: " + (why_not or "no answers (see errors)"))
+    card.metrics, card.reference = clean_metrics(m, RAG_METRICS), {"metrics": clean_metrics(ref_m, RAG_METRICS)}
+
+
+def performance(m: dict[str, float], ref: dict[str, float], p: Any, slo_p95: float | None) -> tuple[float, float, str]:
+    """(fraction, max points, detail): half for the p95 latency ratio, half for the throughput ratio.
+
+    Both are slowdown factors (candidate p95 / reference p95, reference q/s / candidate q/s), so one
+    pair of bounds serves both. The lab's absolute SLO caps the part, smoothly: at the SLO the cap is
+    100 %, at twice the SLO 50 %. On a machine so busy that the reference itself is slow, the SLO
+    used is the full-credit slowdown times the reference's p95 when that is larger. Every input moves
+    the points continuously, so noise moves them a little, never across a cliff.
+    """
+    full, zero = p.full_at_ratio or 1.5, p.zero_at_ratio or 6.0
+    lat_ratio = m["latency_p95_ms"] / ref["latency_p95_ms"]
+    qps_ratio = ref["throughput_qps"] / m["throughput_qps"]
+    fraction = (0.5 * ramp(lat_ratio, zero, full) + 0.5 * ramp(qps_ratio, zero, full)) * (1 - m["error_rate"])
+    detail = (f"Task {p.task}: p95 {m['latency_p95_ms']:.1f} ms vs reference {ref['latency_p95_ms']:.1f} ms "
+              f"(slowdown {lat_ratio:.2f}); {m['throughput_qps']:.1f} vs {ref['throughput_qps']:.1f} queries/s "
+              f"(slowdown {qps_ratio:.2f}); full credit at slowdown <= {full:g}, none at >= {zero:g}; "
+              f"errors under load {m['error_rate']:.1%}")
+    if slo_p95 and m["latency_p95_ms"] > slo_p95:
+        slo = max(slo_p95, full * ref["latency_p95_ms"])
+        cap = 0.5 + 0.5 * ramp(m["latency_p95_ms"] / slo, 2.0, 1.0)
+        if cap < fraction:
+            fraction = cap
+            detail += f"; misses the SLO p95 <= {slo_p95:.0f} ms: capped at {cap:.0%} (half at twice the SLO)"
+        elif slo > slo_p95 and m["latency_p95_ms"] <= slo:
+            detail += (f"; above the SLO p95 <= {slo_p95:.0f} ms, but this machine is busy: the reference's own p95 "
+                       f"is {ref['latency_p95_ms']:.0f} ms, so up to {slo:.0f} ms is not capped")
+        else:
+            detail += f"; misses the SLO p95 <= {slo_p95:.0f} ms (its slowdown already costs more than the SLO cap)"
+    return fraction, p.weight, detail
 
 
 def answers_score(cand: Run, ctx: Context) -> tuple[float, str]:
@@ -232,21 +298,26 @@ def answers_score(cand: Run, ctx: Context) -> tuple[float, str]:
 
 
 def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
+    """Grade one submission against the batch's reference measurements; writes its scorecard and report."""
     started = time.perf_counter()
     card = Scorecard(lab="rag", submission=name)
     extracted = extract_module(path)
-    card.warnings.extend(extracted.warnings)
     w: Worker | None = None
     cand: Run | None = None
+    why_not = ""
     if not extracted.ok:
         card.errors.extend(extracted.errors)
+        why_not = extracted.errors[0]
     else:
         try:
             log(f"{name}: starting the submission's worker ...")
             w = start_worker(extracted.source, name, ctx.lab)
         except WorkerError as exc:
-            card.errors.append(f"the submission could not be loaded: {exc}")
+            why_not = f"the submission could not be loaded: {exc}"
+            card.errors.append(why_not)
+    card.errors.extend(extracted.warnings)  # integrity findings: reported, never a reason to fail
     try:
+        w = unit_parts(card, ctx, w, extracted.source, name, why_not)
         if w is not None:
             try:
                 cand = measure(w, ctx, name)
@@ -255,13 +326,20 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
                 if w.proc is not None and w.proc.poll() is None and len(cand.run) > cand.failed_queries:
                     load_rounds(w, ctx, cand, name)
             except WorkerError as exc:
-                card.errors.append(f"Retriever could not be measured: {exc}")
-        score_parts(card, ctx, w if (w is not None and w.proc is not None and w.proc.poll() is None) else None, cand)
-        if w is not None and (w.proc is None or w.proc.poll() is not None):
-            card.errors.append("the submission's process stopped during grading; later parts were not checked")
+                card.errors.append(f"the retriever could not be measured: {exc}")
+            except LoadError as exc:
+                card.errors.append(f"the load test could not run (a grader problem, not the submission's): {exc}")
+        system_parts(card, ctx, cand, why_not)
+    except Exception as exc:  # noqa: BLE001 - a grader bug must not cost the rest of the batch its grades
+        card.errors.append(f"internal grader error while grading this submission ({type(exc).__name__}: {exc}); "
+                           "parts not yet scored get 0 — please report this with the submission attached")
     finally:
         if w is not None:
             w.cleanup()
+    done = {p.name for p in card.parts}
+    for part in ctx.lab.parts.values():
+        if not part.manual and part.name not in done:
+            card.add(part.name, 0, part.weight, f"Task {part.task}: not graded (see errors)")
     card.parts.append(manual_part(ctx.lab))
     card.total()
     card.duration_s = time.perf_counter() - started
@@ -273,17 +351,16 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
                    "ref_latencies": [s[1] for s in ctx.ref.samples if s[2]]}
     folder = ctx.out / card.slug
     card.write(folder)
-    write_report(card, folder / "report.html")
-    log(f"{name}: {card.score:.1f}/100 -> {folder / 'report.html'}")
+    report = write_report(card, folder / "report.html")
+    log(f"{name}: {card.score:.1f}/100 in {card.duration_s:.0f} s")
+    print(f"report: {report}", flush=True)
     return card
 
 
-def manual_part(lab: LabConfig):
-    from graders.engine.scorecard import PartResult
-
-    written = lab.parts["written"]
-    return PartResult("written", 0.0, 0.0, f"Task {written.task}: graded by hand in formgrader "
-                                           f"({written.manual_points:g} points, not part of this score)")
+def manual_part(lab: LabConfig) -> PartResult:
+    written = next(p for p in lab.parts.values() if p.manual)
+    return PartResult(written.name, 0.0, 0.0, f"Task {written.task}: graded by hand in formgrader "
+                                               f"({written.manual_points:g} points, not part of this score)")
 
 
 def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path) -> Context:
@@ -296,20 +373,21 @@ def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path) -
     return ctx
 
 
-def grade(submission: str, out: Path, dataset: str = "support-kb", profile: str = "quick",
+def grade(submission: str, out_dir: Path, dataset: str = "support-kb", profile: str = "quick",
           split: str = "test", limits: Limits | None = None) -> list[Scorecard]:
-    """Grade one submission, a folder of them, or `reference`; one scorecard + report each under `out`."""
+    """Grade a .ipynb, a .py, a folder of them, or `reference`; scorecard.json + report.html each in
+    `out_dir/<name>/`. `limits` overrides lab.toml's (tests use shorter ones)."""
     lab = load_lab("rag")
     if limits is not None:
         lab = replace(lab, limits=limits)
     subs = submissions_in(submission)
-    ctx = prepare(lab, dataset, split, profile, Path(out))
+    ctx = prepare(lab, dataset, split, profile, Path(out_dir))
     ref_source = (REPO_ROOT / "reference_systems" / "rag" / "submission.py").read_text()
     log("starting the reference worker ...")
     ctx.reference = start_worker(ref_source, "reference", lab)
     try:
         ctx.ref = measure(ctx.reference, ctx, "reference")
-        if ctx.ref.failed_queries:
+        if ctx.ref.failed_queries:  # the grading environment is broken; grading anyone against it would mislead
             raise RuntimeError(f"the reference failed on {ctx.ref.failed_queries} queries: {ctx.ref.first_error}")
         texts = [f"{d.title}\n{d.text}" for d in ctx.data.docs[:DENSE_CHECK_DOCS]]
         ctx.dense_vectors = np.asarray(ctx.reference.call("embed", 600, texts=texts), dtype=np.float32)
