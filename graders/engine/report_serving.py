@@ -1,0 +1,89 @@
+"""report.html for the serving lab: parts, latency-vs-load curves, TTFT distributions and the price table.
+
+Plot data comes from `card.extras` (filled by `graders.serving.grade`): per-rate summaries of the
+candidate and the reference, the TTFT samples at the highest rate, and the price table.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graders.engine.report import CSS, _fmt, _png, plt
+from graders.engine.scorecard import Scorecard
+
+
+def load_curves(rates: list[float], cand: dict[float, Any], ref: dict[float, Any]) -> str:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, data, style in (("reference", ref, "o--"), ("candidate", cand, "o-")):
+        xs = [r for r in rates if r in data]
+        a.plot(xs, [data[r].get("ttft_p95_ms", np.nan) for r in xs], style, label=label)
+        b.plot(xs, [data[r].get("goodput_rps", 0.0) for r in xs], style, label=label)
+    b.plot(rates, rates, ":", color="grey", label="offered")
+    a.set(xlabel="offered load (requests/s)", ylabel="TTFT p95 (ms, log)", yscale="log", title="TTFT p95 vs load")
+    b.set(xlabel="offered load (requests/s)", ylabel="goodput (requests/s)", title="Goodput vs load")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def ttft_histogram(ttft: list[float], ref_ttft: list[float], rate: float) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    both = [x for x in ttft + ref_ttft if x > 0]
+    bins: Any = np.geomspace(min(both), max(both) * 1.0001, 40) if both and max(both) > min(both) else 20
+    for label, data in (("reference", ref_ttft), ("candidate", ttft)):
+        if data:
+            ax.hist(data, bins=bins, alpha=0.55, label=f"{label} (n={len(data)})")
+    if isinstance(bins, np.ndarray):
+        ax.set_xscale("log")
+    ax.set(xlabel="TTFT (ms, log scale)", ylabel="requests", title=f"Time to first token at {rate:g} requests/s")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def write_serving_report(card: Scorecard, path: Path) -> Path:
+    e = html.escape
+    x = card.extras
+    rows = "".join(f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td><td>{e(p.detail)}</td></tr>"
+                   for p in card.parts)
+    ref = card.reference.get("metrics", {})
+    names = list(dict.fromkeys(list(card.metrics) + list(ref)))
+    metric_rows = "".join(f"<tr><td>{e(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>"
+                          for n in names)
+    plots = ""
+    rates = x.get("rates", [])
+    if x.get("candidate") or x.get("reference"):
+        plots += load_curves(rates, x.get("candidate", {}), x.get("reference", {}))
+    if x.get("ttft") or x.get("ref_ttft"):
+        plots += ttft_histogram(x.get("ttft", []), x.get("ref_ttft", []), max(rates) if rates else 0)
+    device = card.environment.get("price_device")
+    tps_c, tps_r = card.metrics.get("output_tokens_per_s"), ref.get("output_tokens_per_s")
+    price_rows = "".join(
+        f"<tr><td>{e(str(d))}{' (used)' if d == device else ''}</td><td>{usd:g}</td>"
+        f"<td>{_fmt(usd / (3600 * tps_c) * 1e6 if tps_c else None)}</td>"
+        f"<td>{_fmt(usd / (3600 * tps_r) * 1e6 if tps_r else None)}</td></tr>"
+        for d, usd in x.get("prices", {}).items())
+    errors = "".join(f"<li class='err'>{e(m)}</li>" for m in card.errors) or "<li>none</li>"
+    env = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in card.environment.items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
+<style>{CSS}</style></head><body>
+<h1>{e(card.lab)} lab: {e(card.submission)}</h1>
+<p class="score">{card.score:.1f} / 100</p>
+<h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
+<h2>Candidate vs reference under load</h2><div>{plots}</div>
+<p>Metrics at the highest offered rate, measured from the client's stream (vLLM's definitions).</p>
+<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
+<h2>Cost per million output tokens</h2>
+<table><tr><th>device</th><th>USD / hour</th><th>candidate</th><th>reference</th></tr>{price_rows}</table>
+<p>USD per hour / (3600 x output tokens/s) x 10<sup>6</sup>, at the measured throughput on this machine.</p>
+<h2>Errors and integrity findings</h2><ul>{errors}</ul>
+<h2>Environment</h2><table>{env}</table>
+<h2>Interviewer notes</h2><p>(written answers are graded by hand in nbgrader's formgrader)</p>
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path

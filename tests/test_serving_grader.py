@@ -1,0 +1,144 @@
+"""The serving grader end to end: one batch (reference, naive, crash at import, broken stream, hang) graded
+once for the module, real processes and real HTTP on 127.0.0.1; plus fast tests of its pieces."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from graders.engine.labconfig import load_lab
+from graders.engine.scorecard import KEYS
+from graders.paths import REPO_ROOT
+from graders.serving.client import Result, summarize, workload
+from graders.serving.grade import SERVING_METRICS, grade
+from graders.serving.host import load
+
+FIXTURES = Path(__file__).parent / "fixtures" / "serving"
+REF = REPO_ROOT / "reference_systems" / "serving"
+
+
+def test_lab_toml_parts_and_profiles() -> None:
+    lab = load_lab("serving")
+    auto = {n: p.weight for n, p in lab.parts.items() if not p.manual}
+    assert set(auto) == {"correctness", "streaming", "admission_control", "cancellation", "metrics_endpoint",
+                         "goodput", "latency"}
+    assert sum(auto.values()) == 100
+    assert lab.parts["written"].manual and lab.parts["written"].manual_points == 5
+    quick = lab.load_profile("quick")
+    assert quick.rates and quick.duration_s > quick.warmup_s
+    # the reference graded against itself (ratio 1 +- 0.15) must sit inside the full-credit bands
+    assert lab.parts["goodput"].full_at_ratio <= 0.85 and lab.parts["latency"].full_at_ratio >= 1.15
+
+
+def test_summarize_follows_vllm_definitions() -> None:
+    def res(arrival: float, sent: float, times: list[float], ok: bool = True) -> Result:
+        return Result(arrival=arrival, sent=sent, end=times[-1], ok=ok, token_times=times, output_tokens=len(times),
+                      expected_tokens=len(times))
+
+    results = [res(0.0, 0.0, [0.1, 0.2, 0.3]),          # warm-up: not measured
+               res(1.0, 1.0, [1.2, 1.25, 1.3]),          # TTFT 200 ms, TPOT 50 ms: good
+               res(2.0, 2.0, [3.5, 3.6]),                # TTFT 1500 ms: misses the TTFT SLO
+               res(2.5, 2.5, [2.6], ok=False)]
+    s = summarize(results, 0.5, {"ttft_ms": 1000.0, "tpot_ms": 100.0}, usd_per_hour=3.6)
+    assert s["requests"] == 3 and s["completed"] == 2
+    assert s["error_rate"] == pytest.approx(1 / 3)
+    assert s["goodput_rps"] == pytest.approx(1 / 2.6)   # one good request over 1.0 .. 3.6 s
+    assert s["tpot_p50_ms"] == pytest.approx(75.0)       # median of 50 and 100 ms
+    assert s["cost_per_1m_output_tokens_usd"] == pytest.approx(3.6 / (3600 * 5 / 2.6) * 1e6)
+
+
+def test_workload_is_seeded_and_bounded() -> None:
+    class Tok:
+        def decode(self, ids: list[int]) -> str:
+            return " ".join(map(str, ids))
+
+    spec = {"seed": 0, "duration_s": 20.0, "prompt_tokens": [4, 8], "output_tokens": [3, 5]}
+    a, b = workload(spec, 5.0, Tok(), list(range(1000))), workload(spec, 5.0, Tok(), list(range(1000)))
+    assert a == b and 60 < len(a) < 140                  # ~100 Poisson arrivals
+    assert all(0 < t < 20 and 3 <= n <= 5 and 4 <= len(p.split()) <= 8 for t, p, n in a)
+
+
+def test_host_reports_a_missing_create_app(tmp_path: Path) -> None:
+    module = tmp_path / "candidate.py"
+    module.write_text("def make_app(engine, config):\n    return None\n")
+    app, error = load(str(module), None, threads=1)
+    assert app is None and error is not None and "create_app" in error
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Grade one folder of submissions once; {name: scorecard JSON, "_out": {path, seconds}}."""
+    subs = tmp_path_factory.mktemp("serving-subs")
+    naive = REF / "naive_submission.py"
+    shutil.copy(REF / "submission.py" if (REF / "submission.py").exists() else FIXTURES / "reference.py",
+                subs / "reference.py")
+    shutil.copy(naive if naive.exists() else FIXTURES / "naive.py", subs / "naive.py")
+    for name in ("crash_at_import", "bad_stream", "hang"):
+        shutil.copy(FIXTURES / f"{name}.py", subs / f"{name}.py")
+    out = tmp_path_factory.mktemp("serving-out")
+    started = time.perf_counter()
+    cards = grade(str(subs), out, profile="quick")
+    cards_json = {c.submission: json.loads((out / c.slug / "scorecard.json").read_text()) for c in cards}
+    return {**cards_json, "_out": {"path": str(out), "seconds": time.perf_counter() - started}}
+
+
+def parts(card: dict) -> dict[str, dict]:
+    return {p["name"]: p for p in card["parts"]}
+
+
+@pytest.mark.slow
+def test_reference_gets_full_marks(batch: dict) -> None:
+    card = batch["reference"]
+    assert card["score"] >= 95, card["parts"]
+    assert not card["errors"]
+    for name in ("correctness", "streaming", "admission_control", "cancellation", "metrics_endpoint"):
+        assert parts(card)[name]["points"] == parts(card)[name]["max_points"], parts(card)[name]["detail"]
+
+
+@pytest.mark.slow
+def test_scorecard_keys_and_report(batch: dict) -> None:
+    card = batch["reference"]
+    assert tuple(card) == KEYS and card["schema"] == 1 and card["lab"] == "serving"
+    assert tuple(card["metrics"]) == SERVING_METRICS
+    assert tuple(card["reference"]["metrics"]) == SERVING_METRICS
+    assert [p["name"] for p in card["parts"]][-1] == "written"
+    report = (Path(batch["_out"]["path"]) / "reference" / "report.html").read_text()
+    assert report.count("data:image/png;base64") >= 2 and "nvidia-h100" in report and "(used)" in report
+
+
+@pytest.mark.slow
+def test_naive_server_scores_clearly_lower(batch: dict) -> None:
+    naive, ref = parts(batch["naive"]), parts(batch["reference"])
+    assert naive["goodput"]["points"] <= 0.5 * ref["goodput"]["points"], naive["goodput"]["detail"]
+    assert naive["admission_control"]["points"] == 0, naive["admission_control"]["detail"]  # no bound, no 429
+    assert batch["naive"]["score"] <= batch["reference"]["score"] - 25
+    assert naive["correctness"]["points"] == naive["correctness"]["max_points"]  # same API, just slow
+
+
+@pytest.mark.slow
+def test_crash_at_import_is_explained(batch: dict) -> None:
+    card = batch["crash_at_import"]
+    assert card["score"] == 0
+    assert any("failed while loading" in e and "JSONDecodeError" in e for e in card["errors"]), card["errors"]
+    assert all("not checked" in p["detail"] or "not measured" in p["detail"] for p in card["parts"][:-1])
+
+
+@pytest.mark.slow
+def test_broken_stream_loses_streaming_and_load(batch: dict) -> None:
+    card, p = batch["bad_stream"], parts(batch["bad_stream"])
+    assert p["streaming"]["points"] <= 0.1 * p["streaming"]["max_points"], p["streaming"]["detail"]
+    assert p["correctness"]["points"] == p["correctness"]["max_points"]  # its non-streamed answers are right
+    assert "[DONE]" in p["streaming"]["detail"]
+    assert p["goodput"]["points"] == 0 and p["latency"]["points"] == 0
+    assert any("load test skipped" in e for e in card["errors"]), card["errors"]
+
+
+@pytest.mark.slow
+def test_hanging_server_is_bounded_and_explained(batch: dict) -> None:
+    card = batch["hang"]
+    assert card["score"] == 0
+    assert any("did not answer" in e for e in card["errors"]), card["errors"]
+    assert card["duration_s"] < 90
