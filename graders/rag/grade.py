@@ -23,7 +23,7 @@ from graders.datasets import load_dataset
 from graders.datasets.types import Dataset, Split
 from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.loadgen import LoadError, run_load
-from graders.engine.notebook import extract_module
+from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.report import write_report
 from graders.engine.sandbox import Worker, WorkerError
 from graders.engine.scorecard import RAG_METRICS, PartResult, Scorecard, clean_metrics, environment
@@ -33,6 +33,7 @@ from graders.rag import checks
 from graders.rag.metrics import quality, recall_at_k_curve
 
 ADAPTERS = "graders.rag.adapters"
+REFERENCE = REPO_ROOT / "reference_systems" / "rag" / "submission.py"
 ANSWER_QUERIES = 30
 DENSE_CHECK_DOCS = 600
 DENSE_CHECK_QUERIES = 50
@@ -71,20 +72,6 @@ class Context:
     ref: Run = field(default_factory=Run)
     dense_vectors: np.ndarray | None = None
     dense_queries: np.ndarray | None = None
-
-
-def submissions_in(submission: str) -> list[tuple[str, Path]]:
-    if submission == "reference":
-        return [("reference", REPO_ROOT / "reference_systems" / "rag" / "submission.py")]
-    path = Path(submission)
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in (".ipynb", ".py") and not p.name.startswith("."))
-        if not found:
-            raise SystemExit(f"{path} holds no .ipynb or .py submissions")
-        return [(p.stem, p) for p in found]
-    if not path.exists():
-        raise SystemExit(f"{path} does not exist; pass a notebook, a folder of notebooks, or the word `reference`")
-    return [(path.stem, path)]
 
 
 def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
@@ -301,21 +288,8 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
     """Grade one submission against the batch's reference measurements; writes its scorecard and report."""
     started = time.perf_counter()
     card = Scorecard(lab="rag", submission=name)
-    extracted = extract_module(path)
-    w: Worker | None = None
     cand: Run | None = None
-    why_not = ""
-    if not extracted.ok:
-        card.errors.extend(extracted.errors)
-        why_not = extracted.errors[0]
-    else:
-        try:
-            log(f"{name}: starting the submission's worker ...")
-            w = start_worker(extracted.source, name, ctx.lab)
-        except WorkerError as exc:
-            why_not = f"the submission could not be loaded: {exc}"
-            card.errors.append(why_not)
-    card.errors.extend(extracted.warnings)  # integrity findings: reported, never a reason to fail
+    w, why_not, extracted = open_submission(path, card, lambda src: start_worker(src, name, ctx.lab), log)
     try:
         w = unit_parts(card, ctx, w, extracted.source, name, why_not)
         if w is not None:
@@ -380,7 +354,7 @@ def grade(submission: str, out_dir: Path, dataset: str = "support-kb", profile: 
     lab = load_lab("rag")
     if limits is not None:
         lab = replace(lab, limits=limits)
-    subs = submissions_in(submission)
+    subs = submissions_in(submission, REFERENCE)
     ctx = prepare(lab, dataset, split, profile, Path(out_dir))
     ref_source = (REPO_ROOT / "reference_systems" / "rag" / "submission.py").read_text()
     log("starting the reference worker ...")

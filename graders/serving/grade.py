@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from graders.engine.labconfig import LabConfig, Limits, load_lab
-from graders.engine.notebook import extract_module
-from graders.engine.sandbox import Worker, WorkerError
+from graders.engine.submissions import open_submission, submissions_in
+from graders.engine.sandbox import Worker
 from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import ramp
 from graders.paths import REPO_ROOT
@@ -68,20 +68,6 @@ def reference_path(lab: LabConfig) -> Path:
         raise SystemExit(f"the serving reference submission {path} is missing; it wraps the reference server in "
                          "create_app(engine, config)")
     return path
-
-
-def submissions_in(submission: str, lab: LabConfig) -> list[tuple[str, Path]]:
-    if submission == "reference":
-        return [("reference", reference_path(lab))]
-    path = Path(submission)
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in (".ipynb", ".py") and not p.name.startswith((".", "_")))
-        if not found:
-            raise SystemExit(f"{path} holds no .ipynb or .py submissions")
-        return [(p.stem, p) for p in found]
-    if not path.exists():
-        raise SystemExit(f"{path} does not exist; pass a notebook, a .py file, a folder of them, or the word `reference`")
-    return [(path.stem, path)]
 
 
 def start_host(source: str, name: str, lab: LabConfig) -> Worker:
@@ -195,21 +181,8 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
     started = time.perf_counter()
     card = Scorecard(lab="serving", submission=name)
     parts = ctx.lab.parts
-    extracted = extract_module(path)
-    w: Worker | None = None
-    why_not = ""
     cand_load = ref_load = None
-    if not extracted.ok:
-        card.errors.extend(extracted.errors)
-        why_not = extracted.errors[0]
-    else:
-        try:
-            log(f"{name}: starting the submission's server ...")
-            w = start_host(extracted.source, name, ctx.lab)
-        except WorkerError as exc:
-            why_not = f"the submission could not be loaded: {exc}"
-            card.errors.append(why_not)
-    card.errors.extend(extracted.warnings)
+    w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab), log)
     try:
         results = run_checks(w, ctx, card) if w is not None else {n: (0.0, f"not checked: {why_not}") for n in FUNCTIONAL}
         for pname in FUNCTIONAL:
@@ -293,7 +266,7 @@ def grade(submission: str, out_dir: Path, dataset: str | None = None, profile: s
     if limits is not None:
         lab = replace(lab, limits=limits)
     lab.load_profile(profile)
-    subs = submissions_in(submission, lab)
+    subs = submissions_in(submission, reference_path(lab))
     prices = lab.raw.get("prices", {})
     usd = float(prices.get("usd_per_hour", {}).get(prices.get("device", ""), 0.0))
     tok, corpus_ids = prompt_corpus()
