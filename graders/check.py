@@ -1,27 +1,55 @@
-"""`ailab check NOTEBOOK`: the interviewer's pipeline, run on the public dev split, with a compact table."""
+"""`ailab check NOTEBOOK`: the interviewer's pipeline on public data, with a compact per-part table.
+
+The lab is recognised from the notebook's nbgrader cell ids (each lab's cells carry its own),
+so a candidate types only the notebook's path.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from pathlib import Path
 
+from graders.engine.notebook import read_notebook
 from graders.engine.scorecard import Scorecard
+from graders.paths import LABS_DIR
 
 
-def check(notebook: Path, lab: str = "rag", profile: str = "quick") -> Scorecard:
-    """Grade `notebook` on the public dev split (quick profile) and print a compact per-part table."""
-    if lab != "rag":
-        raise SystemExit(f"ailab check knows the rag lab only for now, not {lab!r}")
-    from graders.rag.grade import grade
+def _grade_ids(path: Path) -> set[str]:
+    nb, _ = read_notebook(path)
+    if nb is None:
+        return set()
+    return {str(c.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")) for c in nb["cells"]
+            if isinstance(c, dict)} - {""}
 
+
+def detect_lab(notebook: Path) -> str:
+    """The lab whose source notebook shares the most nbgrader cell ids with `notebook` (rag if none do)."""
+    overlap = {}
+    for source in LABS_DIR.glob("*/source/*/*.ipynb"):
+        overlap[source.parent.parent.parent.name] = len(_grade_ids(source) & _grade_ids(notebook))
+    best = max(overlap, key=lambda lab: overlap[lab], default="rag")
+    return best if overlap.get(best) else "rag"
+
+
+def check(notebook: Path, lab: str | None = None, profile: str = "quick") -> Scorecard:
+    """Grade `notebook` with its lab's quick profile on public data and print a compact table."""
     if not notebook.exists():
         raise SystemExit(f"{notebook} does not exist; pass the notebook you are working on")
+    lab = lab or detect_lab(notebook)
+    grade = importlib.import_module(f"graders.{lab}.grade").grade
     out = Path(tempfile.mkdtemp(prefix="ailab-check-"))
-    card = grade(str(notebook), out, profile=profile, split="dev")[0]
-    print(f"\n{notebook.name}: {card.score:g} / 100 on the public dev split (the graded score uses hidden queries)")
+    if lab == "rag":
+        card = grade(str(notebook), out, profile=profile, split="dev")[0]
+        where = "on the public dev split (the graded score uses hidden queries)"
+    else:
+        card = grade(str(notebook), out, profile=profile)[0]
+        where = f"in the {lab} lab's quick profile"
+    print(f"\n{notebook.name}: {card.score:g} / 100 {where}")
     for part in card.parts:
         mark = "   " if part.max_points == 0 else "ok " if part.points >= part.max_points else "-- "
         print(f"  {mark}{part.name:<18} {part.points:6.2f} / {part.max_points:<4g} {part.detail[:110]}")
     for error in card.errors:
         print(f"  error: {error[:400]}", file=sys.stderr)
+    print(f"  full report: {out / card.slug / 'report.html'}")
     return card
