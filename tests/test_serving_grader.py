@@ -142,3 +142,10 @@ def test_hanging_server_is_bounded_and_explained(batch: dict) -> None:
     assert card["score"] == 0
     assert any("did not answer" in e for e in card["errors"]), card["errors"]
     assert card["duration_s"] < 90
+
+
+@pytest.mark.slow
+def test_grading_the_reference_again_lands_within_one_point(batch: dict, tmp_path: Path) -> None:
+    """A second, separate run (through the word `reference`) scores what the batch scored, ±1 point."""
+    again = grade("reference", tmp_path, profile="quick")[0]
+    assert abs(again.score - batch["reference"]["score"]) <= 1.0, (again.score, again.parts)
