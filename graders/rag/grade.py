@@ -135,29 +135,6 @@ def metrics_of(run: Run, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
     return m
 
 
-def unit_checks(w: Worker | None, ctx: Context) -> dict[str, tuple[float, str]]:
-    """The unit-style parts, each (fraction, detail); a failure in one never stops the next."""
-    call_s = ctx.lab.limits.call_s
-    if w is None:
-        reason = (0.0, "not checked: the submission did not load")
-        return {name: reason for name in ("chunking", "dense_index", "hybrid_fusion", "query_expansion")}
-    assert ctx.dense_vectors is not None and ctx.dense_queries is not None
-    vectors, queries = ctx.dense_vectors, ctx.dense_queries
-    checks_by_part = {
-        "chunking": lambda: checks.chunking(w, call_s),
-        "dense_index": lambda: checks.dense_index(w, call_s, vectors, queries),
-        "hybrid_fusion": lambda: checks.hybrid_fusion(w, call_s),
-        "query_expansion": lambda: checks.query_expansion(w, call_s),
-    }
-    results = {}
-    for name, fn in checks_by_part.items():
-        try:
-            results[name] = fn()
-        except WorkerError as exc:
-            results[name] = (0.0, str(exc))
-    return results
-
-
 def unit_parts(card: Scorecard, ctx: Context, w: Worker | None, source: str, name: str, why_not: str) -> Worker | None:
     """The unit-checked parts. A check that kills the worker (a hang) costs that part only: the
     worker is restarted for the next one. Returns the worker that is running afterwards, if any."""
