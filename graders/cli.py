@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", help="a notebook, a folder of notebooks, or the word `reference`")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dataset", default="support-kb", help="support-kb, support-kb:N, cranfield, or a BEIR/SMART folder")
-    p.add_argument("--profile", default="quick", choices=["quick", "full"])
+    p.add_argument("--profile", default="quick", help="a profile of the lab's lab.toml: quick (default), full; observability also smoke")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("course", help="nbgrader course tools")

@@ -5,6 +5,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from graders.engine.labconfig import load_lab
 from graders.paths import LABS_DIR
 
 
@@ -25,8 +26,10 @@ def run_demo(out: Path, profile: str = "quick") -> int:
         grade = importlib.import_module(f"graders.{lab}.grade").grade
         examples = LABS_DIR / lab / "examples"
         print(f"[demo] grading lab {lab!r}: the reference, then the examples in {examples}", file=sys.stderr)
-        for submission in ["reference", str(examples)]:
-            for card in grade(submission, out / lab, profile=profile):
+        # a lab may grade its examples on a shorter profile: they only need to show what they lack
+        examples_profile = str(load_lab(lab).raw["lab"].get("examples_profile", profile))
+        for submission, prof in (("reference", profile), (str(examples), examples_profile)):
+            for card in grade(submission, out / lab, profile=prof):
                 rows.append((lab, card.submission, card.score, out / lab / card.slug / "report.html"))
     print("\nlab       submission                        score   report")
     for lab, name, score, report in rows:

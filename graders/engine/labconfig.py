@@ -45,6 +45,21 @@ class LoadProfile:
 
 
 @dataclass(frozen=True)
+class ScenarioProfile:
+    """A fault-injection scenario (the observability lab): warm-up, then each fault once per round."""
+    name: str
+    rate: float
+    users: int
+    overhead_s: float
+    warmup_s: float
+    fault_s: float
+    gap_s: float
+    rounds: int
+    grace_s: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class Limits:
     worker_start_s: float
     index_s: float = 600.0
@@ -67,11 +82,17 @@ class LabConfig:
     profiles: dict[str, Profile]
     raw: dict[str, Any]
     load_profiles: dict[str, LoadProfile] = field(default_factory=dict)  # tables with `rates`
+    scenarios: dict[str, ScenarioProfile] = field(default_factory=dict)  # tables with `fault_s`
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
             raise SystemExit(f"lab {self.name!r} has no profile {name!r}; choose one of {sorted(self.profiles)}")
         return self.profiles[name]
+
+    def scenario(self, name: str) -> ScenarioProfile:
+        if name not in self.scenarios:
+            raise SystemExit(f"lab {self.name!r} has no profile {name!r}; choose one of {sorted(self.scenarios)}")
+        return self.scenarios[name]
 
     def load_profile(self, name: str) -> LoadProfile:
         if name not in self.load_profiles:
@@ -109,8 +130,10 @@ def load_lab(lab: str | Path) -> LabConfig:
         bounds = (part.full_at_ratio, part.zero_at_ratio)
         if bounds != (None, None) and (None in bounds or bounds[0] == bounds[1]):
             raise ValueError(f"{path}: part {part.name!r} needs both full_at_ratio and zero_at_ratio, and they must differ")
-    profiles = {name: Profile(name=name, **p) for name, p in raw.get("profiles", {}).items() if "rates" not in p}
-    load_profiles = {name: LoadProfile(name=name, **p) for name, p in raw.get("profiles", {}).items() if "rates" in p}
+    tables = raw.get("profiles", {})
+    profiles = {name: Profile(name=name, **p) for name, p in tables.items() if "rates" not in p and "fault_s" not in p}
+    load_profiles = {name: LoadProfile(name=name, **p) for name, p in tables.items() if "rates" in p}
+    scenarios = {name: ScenarioProfile(name=name, **p) for name, p in tables.items() if "fault_s" in p}
     return LabConfig(
         name=raw["lab"]["name"],
         title=raw["lab"]["title"],
@@ -124,4 +147,5 @@ def load_lab(lab: str | Path) -> LabConfig:
         profiles=profiles,
         raw=raw,
         load_profiles=load_profiles,
+        scenarios=scenarios,
     )

@@ -1,0 +1,1 @@
+"""The observability lab grader: faults, telemetry, detection and conformance scoring."""

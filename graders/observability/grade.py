@@ -1,0 +1,193 @@
+"""`ailab grade observability`: run a seeded fault scenario against each submission and score what it saw.
+
+Per submission: a fresh backend (retriever, model server, fault injector) and the submission's own
+sandboxed process hosting the assistant with its instrumentation and detectors. One request must
+work on a healthy system; then an overhead phase (/ask and /ask_plain alternating under Locust),
+then the scenario: warm-up, every fault in a seeded order under Locust traffic, detectors ticked
+each second on scraped metrics and drained spans. Detection, root cause and time to detect are
+scored from the pages against the schedule; conformance from the spans, the last scrape and the
+ground truth the host recorded. The reference is graded by exactly this code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from graders.engine.labconfig import LabConfig, Limits, ScenarioProfile, load_lab
+from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
+from graders.engine.submissions import open_submission, submissions_in
+from graders.engine.sandbox import Worker
+from graders.observability import conformance, detection
+from graders.observability.interface import ServiceConfig
+from graders.observability.records import Truth
+from graders.observability.scenario import ScenarioRun, log, overhead_phase, run_scenario
+from graders.observability.system import Backend, BackendError
+from graders.paths import REPO_ROOT
+
+REFERENCE = REPO_ROOT / "reference_systems" / "observability" / "submission.py"
+METRICS = ("detection_recall", "detection_precision", "mean_time_to_detect_s", "root_cause_accuracy",
+           "telemetry_conformance", "instrumentation_overhead_ratio", "requests", "error_rate", "latency_p50_ms")
+SMOKE_QUERY = "how long do I have to send back shoes I bought in Germany?"
+
+
+def service_config(lab: LabConfig) -> ServiceConfig:
+    return ServiceConfig(**lab.raw.get("service", {}))
+
+
+def start_host(source: str, name: str, lab: LabConfig, backend_url: str) -> Worker:
+    config = json.dumps(asdict(service_config(lab)))
+    command = ["graders.observability.host", "--module", "candidate.py", "--port", "{port}", "--backend", backend_url,
+               "--config", config]
+    w = Worker(source, "", name=name, memory_mb=lab.limits.memory_mb, start_timeout_s=lab.limits.worker_start_s,
+               command=command, health_path="/__ailab__/health")
+    w.__enter__()
+    return w
+
+
+def smoke(w: Worker, lab: LabConfig) -> str | None:
+    """None when one question gets an answer on a healthy system, else why not (for the candidate)."""
+    try:
+        reply = w.client.post("/ask", json={"query": SMOKE_QUERY}, timeout=lab.limits.check_s)
+    except httpx.HTTPError as exc:
+        return f"POST /ask did not answer within {lab.limits.check_s:g} s on a healthy system ({type(exc).__name__})"
+    if reply.status_code != 200:
+        return (f"POST /ask failed on a healthy system (HTTP {reply.status_code}: {reply.text[:300]}); "
+                "the handler must return an Answer; see the assistant's output below")
+    return None
+
+
+def median_ms(samples: list[list[Any]], path: str) -> float:
+    ok = [s[1] for s in samples if s[2] and s[3] == path]
+    return statistics.median(ok) if ok else math.nan
+
+
+def score(card: Scorecard, lab: LabConfig, scenario: ScenarioProfile, run: ScenarioRun | None,
+          overhead: list[list[Any]], before: Truth) -> dict[str, Any]:
+    parts = lab.raw["parts"]
+    extras: dict[str, Any] = {}
+    if run is None:
+        return extras
+    checks = conformance.check_telemetry(run.spans, run.metrics_text, run.truth, service_config(lab), before=before)
+    fraction = conformance.overall(checks)
+    failed = [c for c in checks if c.fraction < 1]
+    card.add("telemetry_conformance", fraction, parts["telemetry_conformance"]["weight"],
+             f"Task 1: {sum(c.fraction == 1 for c in checks)}/{len(checks)} checks pass" +
+             ("; " + "; ".join(f"{c.name}: {c.detail}" for c in failed[:4]) if failed else ""))
+    pages = detection.pages_from_ticks(run.ticks)
+    d = detection.score_detection(run.faults, pages, scenario.grace_s, run.run_end)
+    missed = [r.fault.name for r in d.per_fault if not r.detected]
+    card.add("detection_recall", d.recall, parts["detection_recall"]["weight"],
+             f"Task 2: {len(run.faults) - len(missed)}/{len(run.faults)} faults paged" +
+             (f"; missed {', '.join(missed)}" if missed else ""))
+    p = parts["detection_precision"]
+    card.add("detection_precision", detection.precision_fraction(d, p["full_at"]), p["weight"],
+             f"Task 2: {len(pages) - len(d.false_pages)}/{len(pages)} pages inside a fault window "
+             f"(precision {d.precision:.2f}; chance would be {d.chance_precision:.2f}, full points at {p['full_at']})")
+    wrong = [f"{r.fault.name} blamed {r.blamed}" for r in d.per_fault if r.detected and not r.correct]
+    card.add("root_cause_accuracy", d.root_cause_accuracy, parts["root_cause_accuracy"]["weight"],
+             f"Task 2: first page blamed the right component for {sum(r.correct for r in d.per_fault)}/"
+             f"{len(run.faults)} faults" + (f"; {', '.join(wrong)}" if wrong else ""))
+    p = parts["mean_time_to_detect"]
+    mttd = d.mean_time_to_detect_s
+    card.add("mean_time_to_detect", detection.time_to_detect_fraction(mttd, p["full_at_s"], p["zero_at_s"]), p["weight"],
+             "Task 2: nothing detected" if math.isnan(mttd) else
+             f"Task 2: {mttd:.1f} s from fault start to page on average (full points at <= {p['full_at_s']} s)")
+    p = parts["instrumentation_overhead"]
+    ratio = median_ms(overhead, "/ask") / median_ms(overhead, "/ask_plain")
+    card.add("instrumentation_overhead", detection.overhead_fraction(ratio, p["full_at_ratio"], p["zero_at_ratio"]),
+             p["weight"], "Task 1: not measured (no successful requests)" if math.isnan(ratio) else
+             f"Task 1: median latency {ratio:.3f}x with your instrumentation (full points at <= {p['full_at_ratio']}x)")
+    scen = [s for s in run.samples if s[3] == "/ask"]
+    ok = [s[1] for s in scen if s[2]]
+    card.metrics = clean_metrics({
+        "detection_recall": d.recall, "detection_precision": d.precision, "mean_time_to_detect_s": mttd,
+        "root_cause_accuracy": d.root_cause_accuracy, "telemetry_conformance": fraction,
+        "instrumentation_overhead_ratio": ratio, "requests": len(scen),
+        "error_rate": (len(scen) - len(ok)) / len(scen) if scen else math.nan,
+        "latency_p50_ms": statistics.median(ok) if ok else math.nan}, METRICS)
+    for name, err in run.detector_errors.items():
+        card.errors.append(f"detector {name} raised {err}")
+    card.errors.extend(run.problems)
+    extras.update(faults=[asdict(f) for f in run.faults], pages=[asdict(pg) for pg in pages], run_end=run.run_end,
+                  grace_s=scenario.grace_s, latency=[s[:3] for s in scen], checks=[asdict(c) for c in checks],
+                  per_fault=[detection.row(r) for r in d.per_fault], detector_seconds=run.detector_seconds)
+    return extras
+
+
+def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, out: Path) -> Scorecard:
+    started = time.perf_counter()
+    card = Scorecard(lab="observability", submission=name)
+    backend = Backend(lab).start()
+    workdir = Path(tempfile.mkdtemp(prefix="ailab-obs-"))
+    w: Worker | None = None
+    run: ScenarioRun | None = None
+    overhead: list[list[Any]] = []
+    before = Truth()
+    extras: dict[str, Any] = {}
+    try:
+        w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, lab, backend.url), log)
+        if w is not None:
+            log("waiting for the lab's backend (retriever + model server) ...")
+            backend.wait_ready()
+            why_not = smoke(w, lab) or ""
+            if why_not:
+                card.errors.append(why_not + "\n" + w.output_tail(800))
+            else:
+                log(f"{name}: overhead phase ({scenario.overhead_s:g} s) ...")
+                overhead, before = overhead_phase(w, scenario, workdir)
+                log(f"{name}: scenario ({scenario.rounds} round(s) of {len(lab.raw['faults'])} faults) ...")
+                run = run_scenario(w, backend, lab, scenario, workdir)
+        extras = score(card, lab, scenario, run, overhead, before)
+    except BackendError as exc:
+        card.errors.append(f"internal grader error: {exc} — the lab's own backend failed; grade again, and report "
+                           "it if it repeats")
+    except Exception as exc:  # noqa: BLE001 - a grader bug must not cost the rest of the batch its grades
+        card.errors.append(f"internal grader error while grading this submission ({type(exc).__name__}: {exc}); "
+                           "parts not yet scored get 0 — please report this with the submission attached")
+    finally:
+        if w is not None:
+            if w.proc is not None and w.proc.poll() is not None:
+                card.errors.append(f"the assistant's process exited (code {w.proc.returncode}); last output:\n"
+                                   f"{w.output_tail(600)}")
+            w.cleanup()
+        backend.stop()
+    done = {p.name for p in card.parts}
+    for part in lab.parts.values():
+        if not part.manual and part.name not in done:
+            card.add(part.name, 0, part.weight, f"Task {part.task}: not graded: {why_not or 'see errors'}")
+    written = next(p for p in lab.parts.values() if p.manual)
+    card.parts.append(PartResult(written.name, 0.0, 0.0, f"Task {written.task}: the incident report is graded by hand "
+                                                         f"in formgrader ({written.manual_points:g} points, not part of this score)"))
+    card.total()
+    card.duration_s = time.perf_counter() - started
+    card.reference = {"metrics": {}, "note": "scores are absolute; the reference is graded by this same code"}
+    card.environment = environment(profile=scenario.name, scenario=asdict(scenario), slo=asdict(service_config(lab)))
+    card.extras = extras
+    folder = out / card.slug
+    card.write(folder)
+    from graders.engine.report_observability import write_observability_report
+
+    report = write_observability_report(card, folder / "report.html")
+    log(f"{name}: {card.score:.1f}/100 in {card.duration_s:.0f} s")
+    print(f"report: {report}", flush=True)
+    return card
+
+
+def grade(submission: str, out_dir: Path, dataset: str | None = None, profile: str = "quick",
+          limits: Limits | None = None) -> list[Scorecard]:
+    """Grade a .ipynb, a .py, a folder of them, or `reference`; scorecard.json + report.html in `out_dir/<name>/`.
+    `dataset` is accepted for the CLI's sake (this lab's workload is built in)."""
+    lab = load_lab("observability")
+    if limits is not None:
+        lab = replace(lab, limits=limits)
+    scenario = lab.scenario(profile)
+    subs = submissions_in(submission, REFERENCE)
+    return [grade_one(name, path, lab, scenario, Path(out_dir)) for name, path in subs]
