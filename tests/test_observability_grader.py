@@ -1,0 +1,107 @@
+"""The observability grader end to end: a real backend with a real fault injector, the submission in its own
+sandboxed process, Locust traffic on 127.0.0.1, detectors ticked on scraped telemetry.
+
+The reference is graded on the quick profile (the figure the lab promises); the always-paging and
+never-paging submissions, and the broken ones, on the one-minute smoke profile."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graders.engine.labconfig import load_lab
+from graders.engine.scorecard import KEYS
+from graders.observability.grade import grade
+from graders.observability.interface import COMPONENTS
+from graders.observability.system import schedule, workload
+
+FIXTURES = Path(__file__).parent / "fixtures" / "observability"
+
+
+def test_lab_toml_parts_faults_and_schedule() -> None:
+    lab = load_lab("observability")
+    auto = {n: p.weight for n, p in lab.parts.items() if not p.manual}
+    assert sum(auto.values()) == 100
+    assert {"telemetry_conformance", "detection_recall", "detection_precision", "root_cause_accuracy",
+            "mean_time_to_detect", "instrumentation_overhead"} == set(auto)
+    faults = lab.raw["faults"]
+    assert {"retriever_latency", "engine_slowdown", "error_burst", "index_degradation", "query_drift",
+            "memory_leak", "cache_miss"} == set(faults)
+    assert all(f["component"] in COMPONENTS for f in faults.values())
+    quick = lab.scenario("quick")
+    plan, end = schedule(lab, quick)
+    assert [f.name for f in plan] == [f.name for f in schedule(lab, quick)[0]]  # seeded: the same every time
+    assert sorted(f.name for f in plan) == sorted(faults) and plan[0].start == quick.warmup_s
+    assert all(b.start - a.end == quick.gap_s > quick.grace_s for a, b in zip(plan, plan[1:]))
+    assert end == plan[-1].end + quick.gap_s
+    normal, drift = workload()
+    assert len(drift) >= 8 and not set(drift) & set(normal)
+
+
+def _card(out: Path, name: str) -> dict:
+    card = json.loads((out / name / "scorecard.json").read_text())
+    assert set(KEYS) <= set(card)
+    assert (out / name / "report.html").exists()
+    return card
+
+
+def _points(card: dict) -> dict[str, float]:
+    return {p["name"]: p["points"] for p in card["parts"]}
+
+
+@pytest.mark.slow
+def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
+    [card] = grade("reference", tmp_path, profile="quick")
+    saved = _card(tmp_path, "reference")
+    assert saved["score"] == card.score >= 95, card.parts
+    m = saved["metrics"]
+    assert m["detection_recall"] == 1.0 and m["root_cause_accuracy"] >= 6 / 7
+    assert m["telemetry_conformance"] == 1.0
+    assert m["instrumentation_overhead_ratio"] < 1.15
+    page = (tmp_path / "reference" / "report.html").read_text()
+    assert "data:image/png;base64" in page and "retriever_latency" in page
+
+
+@pytest.mark.slow
+def test_paging_everything_and_paging_nothing_both_score_low(tmp_path: Path) -> None:
+    for name in ("always_alert", "never_alert"):
+        (tmp_path / "subs").mkdir(exist_ok=True)
+        (tmp_path / "subs" / f"{name}.py").write_text((FIXTURES / f"{name}.py").read_text())
+    cards = {c.submission: c for c in grade(str(tmp_path / "subs"), tmp_path / "out", profile="smoke")}
+    always, never = _points(_card(tmp_path / "out", "always_alert")), _points(_card(tmp_path / "out", "never_alert"))
+    # a flapping pager finds every fault but is no better than chance at saying when
+    assert cards["always_alert"].metrics["detection_recall"] >= 0.85
+    assert always["detection_precision"] <= 0.25 * 15
+    # a silent one finds nothing; both keep their (reference) instrumentation points
+    assert cards["never_alert"].metrics["detection_recall"] == 0.0
+    assert never["detection_recall"] == never["detection_precision"] == never["mean_time_to_detect"] == 0
+    for points in (always, never):
+        assert points["telemetry_conformance"] >= 18
+    assert max(c.score for c in cards.values()) < 75
+
+
+@pytest.mark.slow
+def test_broken_submissions_get_zero_with_a_reason(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("crash_at_import", "broken_handler"):
+        (subs / f"{name}.py").write_text((FIXTURES / f"{name}.py").read_text())
+    (subs / "not_python.py").write_text("def create_handler(:\n")
+    cards = {c.submission: c for c in grade(str(subs), tmp_path / "out", profile="smoke")}
+    assert set(cards) == {"crash_at_import", "broken_handler", "not_python"}
+    for card in cards.values():
+        assert card.score == 0 and card.errors
+    assert "this_module_does_not_exist" in " ".join(cards["crash_at_import"].errors)
+    assert "KeyError" in " ".join(cards["broken_handler"].errors)
+    assert "SyntaxError" in " ".join(cards["not_python"].errors) or "syntax" in " ".join(cards["not_python"].errors).lower()
+
+
+@pytest.mark.slow
+def test_a_raising_and_a_hanging_detector_do_not_stop_grading(tmp_path: Path) -> None:
+    [card] = grade(str(FIXTURES / "bad_detectors.py"), tmp_path, profile="smoke")
+    errors = " ".join(card.errors)
+    assert "raises" in errors and "ValueError" in errors
+    assert "the detectors stopped" in errors and "did not return within" in errors
+    assert card.metrics["telemetry_conformance"] == 1.0
+    assert {p.name for p in card.parts} >= {"detection_recall", "detection_precision", "root_cause_accuracy"}
