@@ -428,3 +428,18 @@ def test_page_colours_follow_the_windows() -> None:
     colour = [page_colour(asdict(Page("d", "k", c, t)), faults, GRACE)
               for c, t in (("retriever", 11), ("cache", 20), ("retriever", 5))]
     assert colour == [RIGHT, WRONG, OUTSIDE]
+
+
+def test_chance_precision_counts_ticks_so_a_random_pager_earns_nothing() -> None:
+    from graders.observability.detection import precision_fraction, score_detection, tick_coverage, window_coverage
+
+    # the smoke profile: 4 s warm-up, faults 3 s on / 4 s off, 1 s grace. Window ends are inclusive, so each
+    # window holds 5 of every 7 whole-second ticks (0.71), while in seconds it covers 4 of 7 (0.57)
+    faults = [Fault(f"f{i}", "cache", 4 + 7 * i, 7 + 7 * i) for i in range(7)]
+    ticks = [float(t) for t in range(54)]
+    assert abs(tick_coverage(faults, 1.0, ticks) - 35 / 54) < 1e-9
+    assert window_coverage(faults, 1.0, 53.0) < tick_coverage(faults, 1.0, ticks)
+    flapping = [Page("flap", "x", "retriever", t, t + 1) for t in ticks[1::2]]
+    d = score_detection(faults, flapping, 1.0, 53.0, ticks=ticks)
+    assert d.recall == 1.0
+    assert precision_fraction(d, 0.9) < 0.15

@@ -81,7 +81,20 @@ def window_coverage(faults: list[Fault], grace_s: float, run_end: float) -> floa
     return covered / run_end
 
 
-def score_detection(faults: list[Fault], pages: list[Page], grace_s: float, run_end: float) -> Detection:
+def tick_coverage(faults: list[Fault], grace_s: float, ticks: list[float]) -> float:
+    """The share of ticks inside some window: the chance precision when pages can only start on ticks.
+
+    Window ends are inclusive, so on whole-second ticks a window covers one tick more than its
+    length suggests; counting ticks keeps a random pager at exactly zero precision points.
+    """
+    if not ticks:
+        return 0.0
+    return sum(any(in_window(t, f, grace_s) for f in faults) for t in ticks) / len(ticks)
+
+
+def score_detection(faults: list[Fault], pages: list[Page], grace_s: float, run_end: float,
+                    ticks: list[float] | None = None) -> Detection:
+    """`ticks`: the times detectors were asked; chance precision is then counted in ticks, else in seconds."""
     results = []
     for fault in faults:
         inside = sorted((p for p in pages if in_window(p.start, fault, grace_s)), key=lambda p: p.start)
@@ -100,7 +113,7 @@ def score_detection(faults: list[Fault], pages: list[Page], grace_s: float, run_
     return Detection(
         recall=len(detected) / n if n else 0.0,
         precision=(len(pages) - len(false_pages)) / len(pages) if pages else 0.0,
-        chance_precision=window_coverage(faults, grace_s, run_end),
+        chance_precision=tick_coverage(faults, grace_s, ticks) if ticks else window_coverage(faults, grace_s, run_end),
         mean_time_to_detect_s=(sum(r.time_to_detect_s or 0.0 for r in detected) / len(detected)
                                if detected else math.nan),
         root_cause_accuracy=sum(r.correct for r in results) / n if n else 0.0,

@@ -82,7 +82,7 @@ def score(card: Scorecard, lab: LabConfig, scenario: ScenarioProfile, run: Scena
              f"Task 1: {sum(c.fraction == 1 for c in checks)}/{len(checks)} checks pass" +
              ("; " + "; ".join(f"{c.name}: {c.detail}" for c in failed[:4]) if failed else ""))
     pages = detection.pages_from_ticks(run.ticks)
-    d = detection.score_detection(run.faults, pages, scenario.grace_s, run.run_end)
+    d = detection.score_detection(run.faults, pages, scenario.grace_s, run.run_end, ticks=[t for t, _ in run.ticks])
     missed = [r.fault.name for r in d.per_fault if not r.detected]
     card.add("detection_recall", d.recall, parts["detection_recall"]["weight"],
              f"Task 2: {len(run.faults) - len(missed)}/{len(run.faults)} faults paged" +
@@ -173,6 +173,9 @@ def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, 
     card.extras = extras
     folder = out / card.slug
     card.write(folder)
+    if extras:  # the timeline behind the report, for interviewers who want to look closer
+        timeline = {k: extras[k] for k in ("faults", "pages", "per_fault", "run_end", "grace_s", "checks")}
+        (folder / "timeline.json").write_text(json.dumps(timeline, indent=1, default=str))
     from graders.engine.report_observability import write_observability_report
 
     report = write_observability_report(card, folder / "report.html")

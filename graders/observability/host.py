@@ -292,7 +292,8 @@ def create_app(assistant: Assistant) -> Any:
 
     @app.post("/__ailab__/telemetry")
     def telemetry() -> dict[str, Any]:
-        return {"spans": assistant.spans.drain(), "truth": assistant.pipeline.truth.drain()}
+        truth = assistant.pipeline.truth.drain()  # first: a request is recorded only after its spans ended
+        return {"spans": assistant.spans.drain(), "truth": truth}
 
     @app.post("/__ailab__/detect")
     async def detect(request: Request) -> dict[str, Any]:

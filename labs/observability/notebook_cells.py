@@ -1,0 +1,1285 @@
+'''The observability lab notebook's cells: text, reference solutions and autograder tests (read by make_notebook.py).
+
+Kinds as in labs/serving/notebook_cells.py: "markdown", "setup" (locked code), "answer" (solution
+between BEGIN/END SOLUTION), "test" (points; hidden tests between BEGIN/END HIDDEN TESTS),
+"written" (graded by hand), "explore" (tagged ailab-exclude: not part of the submission).
+
+The solutions are the reference (reference_systems/observability/instrumentation.py and
+detectors.py); tests/test_observability_notebook.py checks they stay the same code. Grade ids
+start with "obs_" so `ailab check` recognises this lab's notebooks. No test needs the backend:
+Task 1 runs the handler on a `FakePipeline` with a real OpenTelemetry SDK tracer and a real
+Prometheus registry, Task 2 runs detectors on a `FakeService` that builds `Telemetry` the way the
+grader does; every test cell takes well under a second.
+'''
+from __future__ import annotations
+
+from typing import Any
+
+
+def stub(task: str, name: str) -> str:
+    """The code a release notebook shows in place of each solution region."""
+    return f'# YOUR CODE HERE\nraise NotImplementedError("Task {task}: implement {name}")'
+
+
+INTRO = """
+# Lab: observability for a RAG + LLM service
+
+The system you observe is a **support assistant**: it retrieves passages from the support
+knowledge base, generates an answer with the lab's tiny GPT-2 and cites the passages
+(retrieve → generate with citations). The retriever (BM25 + MiniLM embeddings, fused, with an
+embedding cache) and the model server (continuous batching) run in a **backend process you never
+see**, together with a **fault injector**. Your code gets a `Pipeline` that calls them, and
+only ever sees what your own telemetry tells it.
+
+You write two functions (the contract is `graders/observability/interface.py`):
+
+- `create_handler(tracer, registry, config)` → `handler(query, pipeline) -> Answer`: the assistant's
+  request handler, **instrumented**: OpenTelemetry spans on `tracer`, Prometheus metrics on `registry`.
+- `create_detectors(config)` → a list of detectors, each with `name` and `observe(telemetry) -> list[Alert]`:
+  they watch the telemetry and **page** when something breaks, naming the component at fault.
+
+**How it is graded.** Every code cell that is not a test cell and not tagged `ailab-exclude`
+becomes your module. The grader hosts it in a sandboxed process behind `POST /ask` and then:
+
+1. **smoke request**: one question on a healthy system must get an answer;
+2. **overhead phase**: `/ask` (your handler) and `/ask_plain` (`interface.plain_handler`, the same
+   work without telemetry) alternate under load; the ratio of their median latencies is your
+   instrumentation overhead;
+3. **fault scenario**: Locust traffic (~8 requests/s), a **warm-up** without faults (14 s in the
+   quick profile) in which your detectors learn their baselines, then every fault below once, in
+   an order shuffled by a seed, each 8 s on and 8 s off. Every second the grader builds a
+   `Telemetry` (the spans that finished since the last tick, a scrape of your `/metrics` and of
+   the backend's `/metrics`) and calls every detector's `observe`. An alert returned on
+   consecutive ticks is one **page**.
+
+| Part | Task | What is measured | Weight |
+|---|---|---|---|
+| Telemetry conformance | 1.1, 1.2 | spans and metrics follow the conventions below and agree with what really happened | 20 |
+| Instrumentation overhead | 1.2 | median latency with ÷ without your instrumentation: full points ≤ 1.15×, none at 2× | 10 |
+| Detection recall | 2 | faults with a page that **starts** in the window [start, end + 3 s] | 30 |
+| Detection precision | 2 | pages that start inside some window: no points at chance level, full at 0.9 | 15 |
+| Root cause | 2 | the first page in a fault's window blames the fault's component | 15 |
+| Mean time to detect | 2 | fault start → first page: full points ≤ 4 s, none ≥ 12 s | 10 |
+| Incident report | 3.1 | written, graded by hand | 10 points |
+
+Weights are in `labs/observability/lab.toml`. An alert that is always on detects nothing (a page
+counts where it starts); one that flaps at random times is right only as often as the fault
+windows cover the run, which is what "chance level" means.
+
+**The faults** (lab.toml `[faults]`). The component is what a page should blame: one of
+`COMPONENTS`.
+
+| Fault | What changes | Component |
+|---|---|---|
+| `retriever_latency` | every retrieval takes +0.6 s | `retriever` |
+| `engine_slowdown` | every decode step takes +40 ms: tokens/s drop ~5× | `generator` |
+| `error_burst` | half the generations fail: `pipeline.generate` raises `UpstreamError("generator", 503, ...)` | `generator` |
+| `index_degradation` | 70 % of the documents silently vanish: the top hits get worse | `index` |
+| `query_drift` | the traffic switches to one narrow topic | `traffic` |
+| `memory_leak` | the backend's resident memory grows ~10 MB/s (its `process_resident_memory_bytes`) | `memory` |
+| `cache_miss` | the query-embedding cache stops hitting (`Retrieval.cache_hit` is False, retrieval ~15 ms slower) | `cache` |
+
+**Conventions** (pinned; the conformance checks test them):
+
+- OpenTelemetry semantic conventions **v1.37, GenAI spans (status "Development")**: span names
+  `{gen_ai.operation.name} {gen_ai.request.model}`, e.g. `text_completion tiny-gpt2`, and
+  `retrieval support-kb` for retrieval; attributes `gen_ai.operation.name`, `gen_ai.provider.name`,
+  `gen_ai.request.model`, `gen_ai.request.max_tokens`, `gen_ai.usage.input_tokens`,
+  `gen_ai.usage.output_tokens`, `gen_ai.response.finish_reasons`, `gen_ai.data_source.id`,
+  `gen_ai.request.top_k`; errors as span status ERROR plus `error.type`. Message content
+  (question, prompt, answer) is opt-in in the conventions: **never record it**.
+- Prometheus naming: one prefix (`assistant_`), base units in the name (`_seconds`), counters end
+  in `_total`, bounded label values (no per-request or per-user labels).
+- Burn-rate windows: the SRE workbook's multi-window alerts, with hours compressed by
+  `config.time_scale` = **360** (1 h of the workbook = 10 s here, 5 min = 0.83 s).
+
+Check your work any time with `ailab check observability.ipynb` (the quick profile, ~3 minutes);
+its `report.html` shows the timeline of faults and your pages.
+"""
+
+GIVEN = """
+## What you are given
+
+```python
+pipeline.retrieve(query, k) -> Retrieval(hits: list[Hit], cache_hit: bool, query_embedding: list[float])
+pipeline.prompt(query, hits) -> str            # the prompt, with the first 3 passages
+pipeline.generate(prompt, max_tokens) -> Generation
+for piece in generation: ...                   # text pieces as they stream; afterwards:
+generation.input_tokens, generation.output_tokens, generation.finish_reason
+pipeline.config                                # the ServiceConfig (model, provider, data_source, top_k, max_tokens, slo_*, time_scale)
+Hit(doc_id, title, text, score)                # score: cosine of query and document
+UpstreamError(component, status, message)      # the retriever or the model server answered an HTTP error
+```
+
+`interface.plain_handler` is the uninstrumented handler: retrieve `config.top_k`, generate
+`config.max_tokens`, cite the first three hits. Yours must return the same answer.
+
+A detector sees, once a second:
+
+```python
+Telemetry(now,                                  # seconds since the scenario started
+          spans: list[SpanRecord],              # finished since the last tick
+          metrics: {"assistant": [Sample], "backend": [Sample]})
+SpanRecord(name, trace_id, span_id, parent_id, kind, start, end, status, attributes)  # .duration
+Sample(name, labels, value)    # as scraped: counters and histogram buckets are CUMULATIVE since start
+Alert(kind, component, detail="")              # kind: your words; component: one of COMPONENTS
+```
+
+`labkit.telemetry` has small helpers: `total(samples, name, **labels)`,
+`histogram_counts(samples, name)`, `bucket_deltas(now, before)`, `fraction_above(deltas, threshold)`,
+`CounterDeltas` (cumulative → per tick), `Window(seconds)` (recent points with `sum`, `rate`,
+`mean`), `slope(points)` and `children_of(spans, prefix)`.
+"""
+
+SETUP = """
+# Setup (locked): the libraries this lab uses. Run this cell first.
+import math
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
+from scipy.stats import ks_2samp
+
+from graders.observability.interface import (COMPONENTS, REQUIRED_METRICS, Alert, Answer, Detector, Handler, Hit,
+                                             Pipeline, Retrieval, Sample, ServiceConfig, SpanRecord, Telemetry,
+                                             UpstreamError)
+from labkit.telemetry import (CounterDeltas, Window, bucket_deltas, children_of, fraction_above, histogram_counts,
+                              slope, total)
+"""
+
+TEST_HELPERS_1 = '''
+# Test helpers for Task 1 (locked): the tests below use these; they are not part of your module's API.
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+CONFIG = ServiceConfig()  # what the grader passes: lab.toml [service]
+
+
+class FakeGeneration:
+    """A fixed token stream; like the real one, its usage is known only once the stream is exhausted."""
+
+    def __init__(self, pieces: list, input_tokens: int, ttft_s: float = 0.0, gap_s: float = 0.0) -> None:
+        self.pieces, self._input, self.ttft_s, self.gap_s = pieces, input_tokens, ttft_s, gap_s
+        self.input_tokens, self.output_tokens, self.finish_reason = 0, 0, ""
+
+    def __iter__(self):
+        for i, piece in enumerate(self.pieces):
+            time.sleep(self.ttft_s if i == 0 else self.gap_s)
+            yield piece
+        self.input_tokens, self.output_tokens, self.finish_reason = self._input, len(self.pieces), "length"
+
+
+class FakePipeline:
+    """Stands in for the grader's client to the backend: fixed hits and a fixed answer, no network.
+
+    Like the grader, it notes which span was current when retrieve and generate were called
+    (`self.current`), and what they were asked for (`self.calls`). `fail` makes "retriever" or
+    "generator" answer with an HTTP 503."""
+
+    def __init__(self, fail: str = "", cache_hit: bool = True, ttft_s: float = 0.0, gap_s: float = 0.0,
+                 config: ServiceConfig = CONFIG) -> None:
+        self.config, self.fail, self.cache_hit, self.ttft_s, self.gap_s = config, fail, cache_hit, ttft_s, gap_s
+        self.current: dict = {}
+        self.calls: dict = {}
+
+    def retrieve(self, query: str, k: int) -> Retrieval:
+        self.current["retrieve"], self.calls["retrieve"] = trace.get_current_span().name, k
+        if self.fail == "retriever":
+            raise UpstreamError("retriever", 503, "index offline")
+        emb = np.random.default_rng(len(query)).standard_normal(384)
+        emb /= np.linalg.norm(emb)
+        hits = [Hit(f"d{i}", f"title {i}", "passage text", round(0.8 - 0.1 * i, 2)) for i in range(k)]
+        return Retrieval(hits, cache_hit=self.cache_hit, query_embedding=[float(x) for x in emb])
+
+    def prompt(self, query: str, hits: list) -> str:
+        return f"passages {len(hits)}\\nQuestion: {query}\\nAnswer:"
+
+    def generate(self, prompt: str, max_tokens: int) -> FakeGeneration:
+        self.current["generate"], self.calls["generate"] = trace.get_current_span().name, max_tokens
+        if self.fail == "generator":
+            raise UpstreamError("generator", 503, "model server overloaded")
+        return FakeGeneration([" Ret", "urns", " take", " 30", " days"], 57, self.ttft_s, self.gap_s)
+
+
+def instrumented(config: ServiceConfig = CONFIG):
+    """(handler, exporter, registry): your create_handler on a real OpenTelemetry SDK tracer whose finished
+    spans land in `exporter.get_finished_spans()`, and on a fresh Prometheus registry."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = CollectorRegistry()
+    return create_handler(provider.get_tracer("notebook-tests"), registry, config), exporter, registry
+'''
+
+# ---------------------------------------------------------------- Task 1.1
+T11 = """
+## Task 1.1 — Prometheus metrics
+
+Write `Metrics(registry, config)`: create the metrics of `REQUIRED_METRICS` **on `registry`**
+(`registry=registry`; never the global default registry: the grader may build several
+handlers in one process):
+
+| Metric | Type | Labels | Observes |
+|---|---|---|---|
+| `assistant_requests_total` | counter | `status`: `ok` / `error` | requests answered |
+| `assistant_request_duration_seconds` | histogram | | whole request, seconds |
+| `assistant_retrieval_duration_seconds` | histogram | | `pipeline.retrieve`, seconds |
+| `assistant_time_to_first_token_seconds` | histogram | | `pipeline.generate` called → first text piece |
+| `assistant_time_per_output_token_seconds` | histogram | | mean gap between output tokens |
+| `assistant_tokens_total` | counter | `type`: `input` / `output` | tokens of the generation |
+| `assistant_retrieval_cache_requests_total` | counter | `result`: `hit` / `miss` | `Retrieval.cache_hit` |
+
+Keep each metric (and each label child, below) as an attribute for `create_handler` to use,
+e.g. `self.requests`, `self.duration`, `self.ok`, `self.error`.
+
+<details><summary>Hints</summary>
+
+- `prometheus_client` appends `_total` to a counter's name: `Counter("assistant_requests", ...)`
+  is exposed as `assistant_requests_total`.
+- Give the request-duration histogram a bucket boundary **at `config.slo_latency_s`**: then a
+  detector can count the requests slower than the SLO exactly (`fraction_above`). The bucket
+  tuples below are given; add the SLO to them.
+- Resolve label children once (`self.ok = self.requests.labels(status="ok")`): `.labels()` on
+  every request costs time, and a resolved child is exposed (as 0) from the first scrape on, so a
+  detector sees both series before the first error.
+</details>
+"""
+
+A11 = '''
+# Request latency in seconds; the SLO threshold is added so the burn-rate detector can count slow requests exactly.
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+RETRIEVAL_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """The REQUIRED_METRICS of the interface, registered on `registry`."""
+
+    def __init__(self, registry: Any, config: ServiceConfig) -> None:
+        ### BEGIN SOLUTION
+        latency = tuple(sorted({*LATENCY_BUCKETS, config.slo_latency_s}))
+        self.requests = Counter("assistant_requests", "Requests answered, by outcome", ["status"], registry=registry)
+        self.duration = Histogram("assistant_request_duration_seconds", "End-to-end /ask latency",
+                                  registry=registry, buckets=latency)
+        self.retrieval = Histogram("assistant_retrieval_duration_seconds", "Retrieval call latency",
+                                   registry=registry, buckets=RETRIEVAL_BUCKETS)
+        self.ttft = Histogram("assistant_time_to_first_token_seconds", "Generation requested -> first token",
+                              registry=registry, buckets=latency)
+        self.tpot = Histogram("assistant_time_per_output_token_seconds", "Mean gap between output tokens",
+                              registry=registry, buckets=TPOT_BUCKETS)
+        self.tokens = Counter("assistant_tokens", "Tokens processed by the model", ["type"], registry=registry)
+        self.cache = Counter("assistant_retrieval_cache_requests", "Query-embedding cache lookups", ["result"],
+                             registry=registry)
+        # Resolve label children once: .labels() on every request is measurable overhead.
+        self.ok, self.error = self.requests.labels(status="ok"), self.requests.labels(status="error")
+        self.input_tokens, self.output_tokens = self.tokens.labels(type="input"), self.tokens.labels(type="output")
+        self.hit, self.miss = self.cache.labels(result="hit"), self.cache.labels(result="miss")
+        ### END SOLUTION
+'''
+
+TEST11 = """
+# Task 1.1 tests
+registry = CollectorRegistry()
+metrics = Metrics(registry, CONFIG)
+types = {family.name: family.type for family in registry.collect()}
+for name, kind in REQUIRED_METRICS.items():
+    family = name.removesuffix("_total")  # prometheus_client names a counter's family without `_total`
+    assert types.get(family) == kind, f"{name}: expected a {kind} on the registry, found {types.get(family)}"
+value = registry.get_sample_value
+assert value("assistant_requests_total", {"status": "ok"}) == 0, "resolve the status='ok' child in __init__"
+assert value("assistant_requests_total", {"status": "error"}) == 0, "resolve the status='error' child in __init__"
+assert value("assistant_request_duration_seconds_bucket", {"le": "0.5"}) == 0, \\
+    "the request-duration histogram needs a bucket at config.slo_latency_s (0.5)"
+### BEGIN HIDDEN TESTS
+for labels in ({"type": "input"}, {"type": "output"}):
+    assert value("assistant_tokens_total", labels) == 0, labels
+for labels in ({"result": "hit"}, {"result": "miss"}):
+    assert value("assistant_retrieval_cache_requests_total", labels) == 0, labels
+assert all(name.startswith("assistant_") for name in types), sorted(types)
+other = CollectorRegistry()
+Metrics(other, ServiceConfig(slo_latency_s=0.8))  # a second registry: nothing on a global one
+assert other.get_sample_value("assistant_request_duration_seconds_bucket", {"le": "0.8"}) == 0
+import prometheus_client
+assert not any(f.name.startswith("assistant_") for f in prometheus_client.REGISTRY.collect()), \\
+    "metrics must go on the registry passed in, not the global one"
+### END HIDDEN TESTS
+"""
+
+# ---------------------------------------------------------------- Task 1.2
+T12 = """
+## Task 1.2 — The instrumented handler: spans, metrics, TTFT and TPOT
+
+Write `create_handler(tracer, registry, config)`. It returns `handler(query, pipeline) -> Answer`
+that does what `plain_handler` does (retrieve `config.top_k`, prompt, generate
+`config.max_tokens`, answer with the text and the first three hits' `doc_id`s) and records:
+
+```
+POST /ask                      SERVER   http.request.method="POST", http.route="/ask", http.response.status_code
+├── retrieval support-kb       CLIENT   gen_ai.operation.name="retrieval", gen_ai.data_source.id, gen_ai.request.top_k
+└── text_completion tiny-gpt2  CLIENT   gen_ai.operation.name="text_completion", gen_ai.provider.name,
+                                        gen_ai.request.model, gen_ai.request.max_tokens, and after the stream:
+                                        gen_ai.usage.input_tokens, gen_ai.usage.output_tokens,
+                                        gen_ai.response.finish_reasons = [generation.finish_reason]
+```
+
+- Names and values come from `config` (`config.model`, `config.provider`, `config.data_source`).
+- Each child span must be the **current span** while its pipeline call runs
+  (`tracer.start_as_current_span`); the grader checks which span was current at each call, and the
+  generation span must stay open while you iterate the stream.
+- **Errors**: when a call raises, set status ERROR and `error.type` (the HTTP status of an
+  `UpstreamError` as a string, else the exception's class name) on the failing child **and** on
+  the root, count the request as `status="error"`, observe its duration, and **re-raise**: the
+  grader answers 502 for an `UpstreamError` and 500 for anything else.
+- **Metrics** (Task 1.1): every request's duration and outcome, retrieval duration, cache hit or
+  miss, tokens; **TTFT** = from calling `pipeline.generate` to the first text piece; **TPOT** =
+  (last piece − first piece) / (output tokens − 1), observed once per generation.
+- For your detectors (Task 2), three content-free attributes on the retrieval span:
+  `ailab.retrieval.top_score` (the first hit's score), `ailab.retrieval.cache_hit`, and
+  `ailab.query.embedding_sketch`: the query embedding projected on 16 fixed random directions
+  (`sketch_directions()`, given), rounded to 4 decimals: enough to test for drift, far too little
+  to recover the question.
+- Never record the question, the prompt or the answer.
+
+Overhead counts (10 points): a request takes tens of milliseconds, so keep the per-request work
+small.
+
+<details><summary>Hints</summary>
+
+- `tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes={...})` is a context
+  manager. By default it records the exception and sets an ERROR status *without* `error.type`;
+  pass `record_exception=False, set_status_on_exception=False` and do it yourself:
+  `span.set_status(Status(StatusCode.ERROR, ...))`, `span.set_attribute("error.type", ...)`.
+- Build the constant attribute dicts and span names once, in `create_handler`, not per request.
+- `time.perf_counter()` for durations. The usage (`generation.input_tokens`, ...) is known only
+  after the stream is exhausted.
+- Test on the `FakePipeline` above: `handler, exporter, registry = instrumented()`, then
+  `exporter.get_finished_spans()`.
+</details>
+"""
+
+A12 = '''
+SKETCH_DIMS = 16
+EMBEDDING_DIM = 384
+
+
+def sketch_directions(dim: int = EMBEDDING_DIM, k: int = SKETCH_DIMS, seed: int = 20260401) -> np.ndarray:
+    """k fixed random unit vectors (rows): the same in every process, so sketches are comparable across runs."""
+    d = np.random.default_rng(seed).standard_normal((k, dim))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def error_type(exc: BaseException) -> str:
+    """A low-cardinality `error.type`: the HTTP status for a backend error, else the exception's class."""
+    ### BEGIN SOLUTION
+    return str(exc.status) if isinstance(exc, UpstreamError) else type(exc).__qualname__
+    ### END SOLUTION
+
+
+def _fail(span: Any, exc: BaseException, record: bool = True) -> None:
+    """Mark `span` failed by `exc`: status ERROR and error.type (and the exception event when `record`)."""
+    ### BEGIN SOLUTION
+    if record:  # the exception event once, on the span where it happened
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    span.set_attribute("error.type", error_type(exc))
+    ### END SOLUTION
+
+
+def create_handler(tracer: Any, registry: Any, config: ServiceConfig) -> Handler:
+    """The instrumented handler: same work as `plain_handler`, plus spans on `tracer` and metrics on `registry`."""
+    ### BEGIN SOLUTION
+    m = Metrics(registry, config)
+    directions = sketch_directions()
+    retrieval_name = f"retrieval {config.data_source}"
+    generation_name = f"text_completion {config.model}"
+    generation_attrs = {"gen_ai.operation.name": "text_completion", "gen_ai.provider.name": config.provider,
+                        "gen_ai.request.model": config.model, "gen_ai.request.max_tokens": config.max_tokens}
+    retrieval_attrs = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": config.data_source,
+                       "gen_ai.request.top_k": config.top_k}
+    root_attrs = {"http.request.method": "POST", "http.route": "/ask"}
+
+    def retrieve(query: str, pipeline: Pipeline) -> Any:
+        with tracer.start_as_current_span(retrieval_name, kind=SpanKind.CLIENT, attributes=retrieval_attrs,
+                                          record_exception=False, set_status_on_exception=False) as span:
+            t0 = time.perf_counter()
+            try:
+                retrieval = pipeline.retrieve(query, config.top_k)
+            except BaseException as exc:
+                _fail(span, exc)
+                raise
+            m.retrieval.observe(time.perf_counter() - t0)
+            (m.hit if retrieval.cache_hit else m.miss).inc()
+            sketch = directions @ np.asarray(retrieval.query_embedding, dtype=np.float32)
+            span.set_attributes({
+                "ailab.retrieval.cache_hit": bool(retrieval.cache_hit),
+                "ailab.retrieval.hits": len(retrieval.hits),
+                "ailab.retrieval.top_score": float(retrieval.hits[0].score) if retrieval.hits else 0.0,
+                "ailab.query.embedding_sketch": [round(float(x), 4) for x in sketch],
+            })
+            return retrieval
+
+    def generate(prompt: str, pipeline: Pipeline) -> str:
+        with tracer.start_as_current_span(generation_name, kind=SpanKind.CLIENT, attributes=generation_attrs,
+                                          record_exception=False, set_status_on_exception=False) as span:
+            try:
+                t0 = time.perf_counter()
+                generation = pipeline.generate(prompt, config.max_tokens)
+                pieces: list[str] = []
+                first = 0.0
+                for piece in generation:
+                    if not pieces:
+                        first = time.perf_counter()
+                        m.ttft.observe(first - t0)
+                    pieces.append(piece)
+                last = time.perf_counter()
+            except BaseException as exc:
+                _fail(span, exc)
+                raise
+            n_in, n_out = generation.input_tokens, generation.output_tokens
+            if n_out > 1:
+                m.tpot.observe((last - first) / (n_out - 1))
+            m.input_tokens.inc(n_in)
+            m.output_tokens.inc(n_out)
+            span.set_attributes({"gen_ai.usage.input_tokens": n_in, "gen_ai.usage.output_tokens": n_out,
+                                 "gen_ai.response.finish_reasons": [generation.finish_reason]})
+            return "".join(pieces)
+
+    def handler(query: str, pipeline: Pipeline) -> Answer:
+        t0 = time.perf_counter()
+        with tracer.start_as_current_span("POST /ask", kind=SpanKind.SERVER, attributes=root_attrs,
+                                          record_exception=False, set_status_on_exception=False) as root:
+            try:
+                retrieval = retrieve(query, pipeline)
+                text = generate(pipeline.prompt(query, retrieval.hits), pipeline)
+            except BaseException as exc:
+                _fail(root, exc, record=False)
+                root.set_attribute("http.response.status_code", 502 if isinstance(exc, UpstreamError) else 500)
+                m.error.inc()
+                m.duration.observe(time.perf_counter() - t0)
+                raise
+            root.set_attribute("http.response.status_code", 200)
+            m.ok.inc()
+            m.duration.observe(time.perf_counter() - t0)
+        return Answer(text, [h.doc_id for h in retrieval.hits[:3]])
+
+    return handler
+    ### END SOLUTION
+'''
+
+TEST12 = """
+# Task 1.2 tests: your handler on the FakePipeline, a real OpenTelemetry SDK tracer and a Prometheus registry
+QUESTION = "how long do I have to send back shoes?"
+handler, exporter, registry = instrumented()
+pipeline = FakePipeline()
+answer = handler(QUESTION, pipeline)
+assert answer == Answer(" Returns take 30 days", ["d0", "d1", "d2"]), answer
+spans = {s.name: s for s in exporter.get_finished_spans()}
+GENERATION_NAMES = ("text_completion tiny-gpt2", "chat tiny-gpt2")
+assert "POST /ask" in spans and "retrieval support-kb" in spans, f"span names: {sorted(spans)}"
+gen_name = next((n for n in GENERATION_NAMES if n in spans), None)
+assert gen_name is not None and len(spans) == 3, f"expected 3 spans incl. 'text_completion tiny-gpt2', got {sorted(spans)}"
+root, ret, gen = spans["POST /ask"], spans["retrieval support-kb"], spans[gen_name]
+assert root.kind == SpanKind.SERVER and root.parent is None, "the request span is the root, kind SERVER"
+assert ret.kind == SpanKind.CLIENT and gen.kind == SpanKind.CLIENT, "calls to the backend are CLIENT spans"
+assert ret.parent.span_id == root.context.span_id and gen.parent.span_id == root.context.span_id, "children of the root"
+assert pipeline.current == {"retrieve": "retrieval support-kb", "generate": gen_name}, \\
+    f"the span current at each pipeline call: {pipeline.current}"
+assert gen.attributes["gen_ai.operation.name"] == gen_name.split()[0]
+assert gen.attributes["gen_ai.provider.name"] == "ailab" and gen.attributes["gen_ai.request.model"] == "tiny-gpt2"
+assert gen.attributes["gen_ai.request.max_tokens"] == 16
+assert gen.attributes["gen_ai.usage.input_tokens"] == 57 and gen.attributes["gen_ai.usage.output_tokens"] == 5
+assert list(gen.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+assert ret.attributes["gen_ai.operation.name"] == "retrieval"
+assert ret.attributes["gen_ai.data_source.id"] == "support-kb" and ret.attributes["gen_ai.request.top_k"] == 5
+value = registry.get_sample_value
+assert value("assistant_requests_total", {"status": "ok"}) == 1
+assert value("assistant_tokens_total", {"type": "input"}) == 57 and value("assistant_tokens_total", {"type": "output"}) == 5
+### BEGIN HIDDEN TESTS
+for s in spans.values():
+    assert s.status.status_code != StatusCode.ERROR, s.name
+    for key, v in s.attributes.items():
+        assert "send back shoes" not in str(v) and "Returns" not in str(v), f"{s.name} records content in {key}"
+assert ret.attributes["ailab.retrieval.top_score"] == 0.8
+assert ret.attributes["ailab.retrieval.cache_hit"] is True
+assert len(ret.attributes["ailab.query.embedding_sketch"]) == 16
+assert root.attributes["http.response.status_code"] == 200
+assert value("assistant_retrieval_cache_requests_total", {"result": "hit"}) == 1
+for name in ("request_duration", "retrieval_duration", "time_to_first_token", "time_per_output_token"):
+    assert value(f"assistant_{name}_seconds_count") == 1, name
+
+# TTFT and TPOT in seconds: 50 ms to the first piece, then 10 ms between pieces
+handler, exporter, registry = instrumented()
+handler(QUESTION, FakePipeline(ttft_s=0.05, gap_s=0.01, cache_hit=False))
+value = registry.get_sample_value
+assert 0.045 <= value("assistant_time_to_first_token_seconds_sum") < 0.2
+assert 0.008 <= value("assistant_time_per_output_token_seconds_sum") < 0.03
+assert value("assistant_retrieval_cache_requests_total", {"result": "miss"}) == 1
+assert 0.085 <= value("assistant_request_duration_seconds_sum") < 0.5
+spans = {s.name: s for s in exporter.get_finished_spans()}
+assert spans["retrieval support-kb"].attributes["ailab.retrieval.cache_hit"] is False
+
+# failures: ERROR + error.type on the failing child and the root, counted, re-raised
+for component, child in (("generator", gen_name), ("retriever", "retrieval support-kb")):
+    handler, exporter, registry = instrumented()
+    try:
+        handler(QUESTION, FakePipeline(fail=component))
+        raise AssertionError("the handler must re-raise the pipeline's UpstreamError")
+    except UpstreamError:
+        pass
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    for s in (spans[child], spans["POST /ask"]):
+        assert s.status.status_code == StatusCode.ERROR and s.attributes.get("error.type"), (component, s.name)
+    assert registry.get_sample_value("assistant_requests_total", {"status": "error"}) == 1
+    assert registry.get_sample_value("assistant_requests_total", {"status": "ok"}) == 0
+    assert registry.get_sample_value("assistant_request_duration_seconds_count") == 1
+
+# names and values come from the config
+config = ServiceConfig(model="other-model", data_source="kb2", top_k=3, max_tokens=8)
+handler, exporter, registry = instrumented(config)
+pipeline = FakePipeline(config=config)
+answer = handler(QUESTION, pipeline)
+assert pipeline.calls == {"retrieve": 3, "generate": 8} and answer.citations == ["d0", "d1", "d2"]
+spans = {s.name: s for s in exporter.get_finished_spans()}
+assert "retrieval kb2" in spans and ("text_completion other-model" in spans or "chat other-model" in spans), sorted(spans)
+assert spans["retrieval kb2"].attributes["gen_ai.request.top_k"] == 3
+### END HIDDEN TESTS
+"""
+
+EXPLORE1 = """
+# Exploration (not graded, not part of your module): one request's trace as a tree, and your /metrics.
+from prometheus_client import generate_latest
+
+handler, exporter, registry = instrumented()
+handler("how do I reset my password?", FakePipeline(ttft_s=0.02, gap_s=0.005))
+finished = exporter.get_finished_spans()
+
+
+def show(parent_id, depth: int = 0) -> None:
+    for s in finished:
+        if (s.parent.span_id if s.parent else None) == parent_id:
+            attrs = {k: v for k, v in s.attributes.items() if k != "ailab.query.embedding_sketch"}
+            print(f"{'    ' * depth}{s.name}  [{s.kind.name}, {(s.end_time - s.start_time) / 1e6:.1f} ms, "
+                  f"{s.status.status_code.name}]  {attrs}")
+            show(s.context.span_id, depth + 1)
+
+
+show(None)
+print()
+print("\\n".join(line for line in generate_latest(registry).decode().splitlines()
+                if line.startswith("assistant_") and "_bucket" not in line and "_created" not in line))
+"""
+
+# ---------------------------------------------------------------- Task 2
+T2 = """
+## Task 2 — Detectors
+
+A detector is an object with a `name` and `observe(telemetry) -> list[Alert]`, called once a
+second. Return an `Alert(kind, component, detail)` on every tick a condition holds, and nothing
+once it is over: an alert held over consecutive ticks is one page, so a detector that keeps
+returning the same alert pages once. The grader scores where pages **start**: early in a fault,
+never between faults, blaming the right component.
+
+Everything a detector knows comes from telemetry: the spans your handler recorded and the
+scrapes of `/metrics`. Counters and histograms are cumulative since the process started: what
+happened during a tick is the difference between two scrapes (`CounterDeltas`,
+`bucket_deltas`). The first `WARMUP_S` seconds of a run have no faults: learn baselines there and
+do not alert. The grader's warm-up is 14 s (quick profile) or 20 s (full); `WARMUP_S` below
+leaves a margin.
+
+The tests run your detectors on a `FakeService` (the next cell): a synthetic assistant that
+serves 8 requests a tick from a pool of repeated questions and builds each tick's `Telemetry` the
+way the grader does, with the lab's faults as switches. `inject(fault, detectors)` runs 16
+healthy ticks, 8 with the fault, then 20 healthy ones, and returns the alerts of each tick of the
+three phases.
+"""
+
+TEST_HELPERS_2 = '''
+# Test helpers for Task 2 (locked): synthetic telemetry for the detector tests; not part of your module's API.
+class FakeService:
+    """A synthetic support assistant: telemetry as the grader builds it, with the lab's faults as switches.
+
+    Each `tick()` serves 8 requests from a pool of repeated questions (so the cache hits ~70 %) and
+    returns a Telemetry: the spans your handler would record, cumulative counters and histogram
+    buckets as scraped from /metrics, and the backend's resident memory."""
+
+    BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, math.inf)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        directions = np.random.default_rng(7).standard_normal((16, 384))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        centre = self.rng.standard_normal(384)
+        pools = {"normal": self.rng.standard_normal((80, 384)), "drift": centre + 0.4 * self.rng.standard_normal((12, 384))}
+        self.sketch = {p: np.round(unit(e) @ directions.T, 4) for p, e in pools.items()}
+        self.score = {"normal": self.rng.uniform(0.3, 0.8, 80), "drift": self.rng.uniform(0.5, 0.9, 12)}
+        self.cached = {("normal", i) for i in range(60)}
+        self.counts = {"ok": 0, "error": 0, "hit": 0, "miss": 0}
+        self.buckets = dict.fromkeys(self.BUCKETS, 0)
+        self.rss, self.now, self.ids = 300e6, 0.0, 0
+        self.faults: set = set()
+
+    def _span(self, name, kind, start, end, parent, trace_id, status="UNSET", **attributes) -> SpanRecord:
+        self.ids += 1
+        return SpanRecord(name, trace_id, f"{self.ids:016x}", parent, kind, start, end, status, attributes)
+
+    def request(self, start: float) -> list:
+        f, rng = self.faults, self.rng
+        pool = "drift" if "query_drift" in f else "normal"
+        q = int(rng.integers(len(self.score[pool])))
+        hit = (pool, q) in self.cached and "cache_miss" not in f
+        self.cached.add((pool, q))
+        score = self.score[pool][q] - (0.08 if "index_degradation" in f and q % 3 else 0.0)
+        t_ret = rng.uniform(0.02, 0.05) + (0.0 if hit else 0.015) + (0.6 if "retriever_latency" in f else 0.0)
+        failed = "error_burst" in f and rng.random() < 0.5
+        t_gen = 0.005 if failed else rng.uniform(0.15, 0.3) + (0.64 if "engine_slowdown" in f else 0.0)
+        end = start + t_ret + t_gen + 0.003
+        trace_id = f"{self.ids:032x}"
+        status = "ERROR" if failed else "UNSET"
+        root = self._span("POST /ask", "SERVER", start, end, None, trace_id, status)
+        retrieval = self._span("retrieval support-kb", "CLIENT", start, start + t_ret, root.span_id, trace_id, **{
+            "gen_ai.operation.name": "retrieval", "ailab.retrieval.top_score": float(score),
+            "ailab.retrieval.cache_hit": hit, "ailab.query.embedding_sketch": list(self.sketch[pool][q])})
+        generation = self._span("text_completion tiny-gpt2", "CLIENT", start + t_ret, end - 0.003, root.span_id,
+                                trace_id, status, **{"gen_ai.operation.name": "text_completion"})
+        self.counts["error" if failed else "ok"] += 1
+        self.counts["hit" if hit else "miss"] += 1
+        for le in self.buckets:
+            self.buckets[le] += end - start <= le
+        return [root, retrieval, generation]
+
+    def tick(self) -> Telemetry:
+        spans = [s for i in range(8) for s in self.request(self.now - 1 + i / 8)]
+        self.rss += (10e6 if "memory_leak" in self.faults else 0.0) + self.rng.normal(0, 0.3e6)
+        c = self.counts
+        assistant = [Sample("assistant_requests_total", {"status": "ok"}, c["ok"]),
+                     Sample("assistant_requests_total", {"status": "error"}, c["error"]),
+                     Sample("assistant_retrieval_cache_requests_total", {"result": "hit"}, c["hit"]),
+                     Sample("assistant_retrieval_cache_requests_total", {"result": "miss"}, c["miss"])]
+        assistant += [Sample("assistant_request_duration_seconds_bucket", {"le": "+Inf" if le == math.inf else str(le)}, n)
+                      for le, n in self.buckets.items()]
+        telemetry = Telemetry(self.now, spans, {"assistant": assistant,
+                                                "backend": [Sample("process_resident_memory_bytes", {}, self.rss)]})
+        self.now += 1.0
+        return telemetry
+
+
+def run_ticks(service: FakeService, detectors: list, ticks: int) -> list:
+    """Tick every detector on the service's telemetry `ticks` times: the alerts of each tick."""
+    return [[a for d in detectors for a in d.observe(tel)] for tel in (service.tick() for _ in range(ticks))]
+
+
+def inject(fault: str, detectors: list, seed: int = 1) -> tuple:
+    """(before, during, after): alerts per tick over 16 healthy ticks, 8 with `fault`, then 20 healthy ones."""
+    service = FakeService(seed)
+    before = run_ticks(service, detectors, 16)
+    service.faults = {fault}
+    during = run_ticks(service, detectors, 8)
+    service.faults = set()
+    return before, during, run_ticks(service, detectors, 20)
+
+
+def first_alert(ticks: list):
+    """Index of the first tick with an alert, or None."""
+    return next((i for i, alerts in enumerate(ticks) if alerts), None)
+
+
+def check_pages(fault: str, component: str, detectors: list, within: int = 3) -> None:
+    """Quiet while healthy, an alert blaming `component` within `within` ticks of the fault, quiet again 8 ticks after."""
+    before, during, after = inject(fault, detectors)
+    assert not any(before), f"{fault}: alerts on the healthy service before the fault: {[a for t in before for a in t]}"
+    first = first_alert(during)
+    assert first is not None and first <= within, f"{fault}: first alert at tick {first} of the fault (want <= {within})"
+    assert {a.component for a in during[first]} == {component}, f"{fault}: the first alerts blame {during[first]}"
+    assert not any(after[8:]), f"{fault}: still alerting long after the fault ended: {[a for t in after[8:] for a in t]}"
+'''
+
+# ---------------------------------------------------------------- Task 2.1
+T21 = """
+## Task 2.1 — An SLO burn-rate detector (errors and latency)
+
+The SLO: `config.slo_target` (99 %) of requests succeed within `config.slo_latency_s` (0.5 s).
+The error budget is `1 − slo_target`; the **burn rate** over a window is the bad fraction of
+requests in it divided by the budget (burn 1 = spending the budget exactly as fast as allowed).
+The SRE workbook (ch. 5) pages when **both** a long and a short window burn faster than a factor:
+
+| long window | short window | factor |
+|---|---|---|
+| 1 h | 5 min | 14.4 |
+| 6 h | 30 min | 6 |
+
+Divide the windows by `config.time_scale` (1 h → 10 s, 5 min → 0.83 s: a window shorter than a
+tick is the last tick). Track two SLIs: **errors** (`assistant_requests_total{status="error"}`
+out of all) and **latency** (requests slower than the SLO, from the bucket deltas of
+`assistant_request_duration_seconds`). Page `Alert("error_slo_burn", ...)` and
+`Alert("latency_slo_burn", ...)` (the kinds are your words; the components are not).
+
+**Root cause.** An SLO page must still blame a component: use the spans. For errors, blame the
+child span (retrieval or generation) that failed most in the last few seconds; for latency, the
+one whose mean duration grew most over its warm-up baseline (`retriever` or `generator`).
+
+**One incident, one page.** A burn rate near its threshold flickers: each time it dips for a tick
+the page ends, and the next tick starts a new one (after the fault, outside its window: a false
+page). Fix the blame when a page starts and keep firing for `KEEP_FIRING_S` after the condition
+last held, as Prometheus' `keep_firing_for` does (`episode`).
+
+<details><summary>Hints</summary>
+
+- `CounterDeltas().update(cumulative)` gives a tick's increment; a `Window(seconds)` of per-tick
+  values gives `sum(now, seconds)` over the last `seconds`.
+- `fraction_above(bucket_deltas(counts, previous), config.slo_latency_s)` → (slow, all) for the
+  tick. It is exact only with a bucket boundary at the SLO (Task 1.1).
+- `operation(span)` (given) says whether a span is a retrieval or a generation.
+</details>
+"""
+
+A21 = '''
+WARMUP_S = 12.0
+SKETCH_ATTR = "ailab.query.embedding_sketch"
+SCORE_ATTR = "ailab.retrieval.top_score"
+GENERATION_OPS = ("chat", "text_completion", "generate_content")
+
+
+def operation(span: SpanRecord) -> str:
+    """"retrieval", "generation" or "" from the GenAI operation name (span name as a fallback)."""
+    op = str(span.attributes.get("gen_ai.operation.name") or span.name.split(" ")[0])
+    return "retrieval" if op == "retrieval" else "generation" if op in GENERATION_OPS else ""
+
+
+class SloBurnRate:
+    """Multi-window burn rates (SRE workbook ch. 5) for an error SLO and a latency SLO.
+
+    burn = bad fraction in a window / error budget. A pair pages when both its long and its short
+    window burn faster than the factor; windows are the workbook's divided by config.time_scale."""
+
+    name = "slo_burn_rate"
+    PAIRS = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))  # (long s, short s, factor)
+    BLAME_S = 4.0                                            # spans this recent explain a page
+    KEEP_FIRING_S = 3.0                                      # a page outlives its condition by this
+
+    def __init__(self, config: ServiceConfig) -> None:
+        ### BEGIN SOLUTION
+        self.config = config
+        self.budget = 1.0 - config.slo_target
+        self.pairs = [(lo / config.time_scale, sh / config.time_scale, f) for lo, sh, f in self.PAIRS]
+        horizon = max(lo for lo, _, _ in self.pairs) + 1.0
+        self.ok, self.err = CounterDeltas(), CounterDeltas()
+        self.hist: dict[float, float] | None = None
+        self.requests, self.errors = Window(horizon), Window(horizon)
+        self.timed, self.slow = Window(horizon), Window(horizon)
+        self.base: dict[str, list[float]] = {"retrieval": [], "generation": []}
+        self.recent: deque[tuple[float, str, float, bool]] = deque(maxlen=2000)  # (end, op, duration, error)
+        # One incident, one page: the blame is fixed when a page starts, and a page outlives its condition by
+        # KEEP_FIRING_S (Prometheus' keep_firing_for) so that a flicker does not end it and start another.
+        self.episodes: dict[str, tuple[str, float, str]] = {}  # kind -> (component, last time the condition held, why)
+        ### END SOLUTION
+
+    def burning(self, bad: Window, n: Window, now: float) -> str:
+        """Which pair fires for this SLI ("" when none)."""
+        ### BEGIN SOLUTION
+        for long_s, short_s, factor in self.pairs:
+            rates = []
+            for w in (long_s, short_s):
+                count = n.sum(now, max(w, 1.0))  # a window shorter than a tick is the last tick
+                rates.append(bad.sum(now, max(w, 1.0)) / count / self.budget if count else 0.0)
+            if min(rates) > factor:
+                return f"burn {rates[0]:.0f}x over {long_s:g} s and {rates[1]:.0f}x over {max(short_s, 1.0):g} s"
+        return ""
+        ### END SOLUTION
+
+    def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
+        now, samples = telemetry.now, telemetry.metrics.get("assistant", [])
+        ok = self.ok.update(total(samples, "assistant_requests_total", status="ok"))
+        err = self.err.update(total(samples, "assistant_requests_total", status="error"))
+        counts = histogram_counts(samples, "assistant_request_duration_seconds")
+        slow, timed = fraction_above(bucket_deltas(counts, self.hist), self.config.slo_latency_s)
+        self.hist = counts
+        self.requests.add(now, ok + err)
+        self.errors.add(now, err)
+        self.timed.add(now, timed)
+        self.slow.add(now, slow)
+        for s in telemetry.spans:
+            op = operation(s)
+            if op:
+                self.recent.append((s.end, op, s.duration, s.status == "ERROR"))
+                if now < WARMUP_S and s.status != "ERROR":
+                    self.base[op].append(s.duration)
+        if now < WARMUP_S:
+            return []
+        alerts = [self.episode("error_slo_burn", self.burning(self.errors, self.requests, now), now),
+                  self.episode("latency_slo_burn", self.burning(self.slow, self.timed, now), now)]
+        return [a for a in alerts if a is not None]
+        ### END SOLUTION
+
+    def episode(self, kind: str, why: str, now: float) -> Alert | None:
+        """The alert of `kind` this tick: `why` is why it burns now ("" when not); one page per incident."""
+        ### BEGIN SOLUTION
+        held = self.episodes.get(kind)
+        if why:
+            component = held[0] if held else (self.blame_errors(now) if kind == "error_slo_burn"
+                                              else self.blame_latency(now))
+            self.episodes[kind] = (component, now, why)
+            return Alert(kind, component, why)
+        if held and now - held[1] <= self.KEEP_FIRING_S:
+            return Alert(kind, held[0], f"{held[2]} (resolving)")
+        self.episodes.pop(kind, None)
+        return None
+        ### END SOLUTION
+
+    def blame_errors(self, now: float) -> str:
+        """The component whose spans failed most in the last BLAME_S seconds."""
+        ### BEGIN SOLUTION
+        failed = [op for end, op, _, error in self.recent if error and end > now - self.BLAME_S]
+        return "retriever" if failed.count("retrieval") > failed.count("generation") else "generator"
+        ### END SOLUTION
+
+    def blame_latency(self, now: float) -> str:
+        """The component whose recent spans got slower than their warm-up baseline by the most."""
+        ### BEGIN SOLUTION
+        increase = {}
+        for op in ("retrieval", "generation"):
+            recent = [d for end, o, d, error in self.recent if o == op and not error and end > now - self.BLAME_S]
+            base = float(np.mean(self.base[op])) if self.base[op] else 0.0
+            increase[op] = (float(np.mean(recent)) - base) if recent else 0.0
+        return "retriever" if increase["retrieval"] > increase["generation"] else "generator"
+        ### END SOLUTION
+'''
+
+TEST21 = """
+# Task 2.1 tests
+EMPTY = Telemetry(0.0, [], {"assistant": [], "backend": []})  # a scrape that failed, during the warm-up
+assert SloBurnRate(CONFIG).observe(EMPTY) == [], "no alerts during the warm-up"
+check_pages("error_burst", "generator", [SloBurnRate(CONFIG)])
+check_pages("retriever_latency", "retriever", [SloBurnRate(CONFIG)])
+### BEGIN HIDDEN TESTS
+check_pages("engine_slowdown", "generator", [SloBurnRate(CONFIG)])
+for fault in ("cache_miss", "query_drift", "index_degradation", "memory_leak"):
+    before, during, after = inject(fault, [SloBurnRate(CONFIG)])
+    assert not any(before + during + after), f"the SLO is met during {fault}: no SLO page"
+quiet = run_ticks(FakeService(seed=5), [SloBurnRate(CONFIG)], 60)
+assert not any(quiet), [a for t in quiet for a in t]
+### END HIDDEN TESTS
+"""
+
+# ---------------------------------------------------------------- Task 2.2
+T22 = """
+## Task 2.2 — Query drift
+
+When the traffic changes (a new product, a campaign, a bot), nothing is broken, but answers may
+get worse and caches colder: an on-call wants to know, and the other detectors should not blame
+the index or the cache for it. Write `QueryDrift`: keep the embedding sketches
+(`ailab.query.embedding_sketch` on the retrieval spans) of the warm-up as the **reference**
+sample and the last `window` queries as the **recent** one; test each of the 16 dimensions with
+a two-sample Kolmogorov–Smirnov test (`ks_2samp`), correct for the 16 tests (Bonferroni:
+p × 16), and page `Alert("query_drift", "traffic", ...)` while the corrected p-value is below
+`alpha`. Expose `self.p` (the last corrected p-value) and `self.firing` (alerting this tick): the
+detectors of Tasks 2.3 and 2.4 read them.
+
+<details><summary>Hints</summary>
+
+- KS on small samples, as Evidently's defaults do; Wasserstein or Jensen–Shannon distances suit
+  large ones, and MMD with a permutation test compares whole embeddings.
+- With ~8 queries a second, 16 recent queries is two ticks: fast, but with 16 tests a strict
+  `alpha` (3e-5) is what keeps a healthy run quiet.
+- Wait for enough data: at least ~30 reference queries and half a window of recent ones.
+</details>
+"""
+
+A22 = '''
+class QueryDrift:
+    """KS test per sketch dimension, warm-up sample vs the last `window` queries, Bonferroni-corrected."""
+
+    name = "query_drift"
+
+    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
+        ### BEGIN SOLUTION
+        self.alpha, self.window = alpha, window
+        self.reference: list[list[float]] = []
+        self.recent: deque[list[float]] = deque(maxlen=window)
+        self.p = 1.0
+        self.firing = False
+        ### END SOLUTION
+
+    def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
+        for s in telemetry.spans:
+            sketch = s.attributes.get(SKETCH_ATTR)
+            if sketch:
+                (self.reference if telemetry.now < WARMUP_S else self.recent).append(list(sketch))
+        self.firing = False
+        if telemetry.now < WARMUP_S or len(self.reference) < 30 or len(self.recent) < self.window // 2:
+            return []
+        ref, cur = np.asarray(self.reference), np.asarray(self.recent)
+        dims = min(ref.shape[1], cur.shape[1])
+        pvalues = [ks_2samp(ref[:, j], cur[:, j]).pvalue for j in range(dims)]
+        self.p = min(1.0, float(min(pvalues)) * dims)
+        self.firing = self.p < self.alpha
+        return [Alert("query_drift", "traffic", f"KS p={self.p:.1e} (Bonferroni over {dims} dims)")] if self.firing else []
+        ### END SOLUTION
+'''
+
+TEST22 = """
+# Task 2.2 tests
+check_pages("query_drift", "traffic", [QueryDrift()])
+drift = QueryDrift()
+run_ticks(FakeService(seed=2), [drift], 20)
+assert not drift.firing and 0 < drift.p <= 1, (drift.firing, drift.p)
+### BEGIN HIDDEN TESTS
+for fault in ("index_degradation", "cache_miss", "error_burst", "retriever_latency"):
+    before, during, after = inject(fault, [QueryDrift()])
+    assert not any(before + during + after), f"the queries do not change during {fault}: no drift page"
+drift = QueryDrift()
+service = FakeService(seed=3)
+run_ticks(service, [drift], 16)
+service.faults = {"query_drift"}
+run_ticks(service, [drift], 3)
+assert drift.firing and drift.p < 1e-3, (drift.firing, drift.p)
+### END HIDDEN TESTS
+"""
+
+# ---------------------------------------------------------------- Task 2.3
+T23 = """
+## Task 2.3 — Retrieval quality
+
+When 70 % of the index silently vanishes, nothing fails and nothing gets slower: the answers
+just get worse. The top hit's score (`ailab.retrieval.top_score`) drops by ~0.05 on average,
+against a spread of ~0.15 across questions, so a test on the score *distribution* needs a minute
+of traffic. But retrieval is deterministic and questions repeat: **the same question must get the
+same score**. Write `RetrievalQuality`: remember the best top score each question got
+(recognise a question by its embedding sketch, rounded), and for every repeat record
+`score − best`. Page `Alert("retrieval_quality_drop", "index", ...)` when at least
+`min_fraction` of the last `window` repeats lost more than `drop`, unless the drift detector is
+firing (new questions are not the index's fault).
+
+<details><summary>Hints</summary>
+
+- A dict from `tuple(round(x, 3) for x in sketch)` to the best score is enough; a shrinking
+  index can only lose the best documents, so `best` never needs to go down.
+- Spans arrive per tick in any order: sort them by `end` before comparing.
+</details>
+"""
+
+A23 = '''
+class RetrievalQuality:
+    """Top-hit score of each repeated query against the best score that query got before.
+
+    Retrieval is deterministic, so on a healthy index the difference is 0; a shrinking index can only
+    lose the best documents. Pages when many of the last `window` repeats lost score."""
+
+    name = "retrieval_quality"
+
+    def __init__(self, drift: QueryDrift | None = None, window: int = 12, drop: float = 0.01,
+                 min_fraction: float = 0.3) -> None:
+        ### BEGIN SOLUTION
+        self.drift, self.drop, self.min_fraction, self.window = drift, drop, min_fraction, window
+        self.best: dict[tuple[float, ...], float] = {}
+        self.deltas: deque[float] = deque(maxlen=window)
+        ### END SOLUTION
+
+    def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
+        for s in sorted(telemetry.spans, key=lambda s: s.end):
+            sketch, score = s.attributes.get(SKETCH_ATTR), s.attributes.get(SCORE_ATTR)
+            if not sketch or score is None:
+                continue
+            key = tuple(round(float(x), 3) for x in sketch)
+            if key in self.best:
+                self.deltas.append(float(score) - self.best[key])
+            self.best[key] = max(float(score), self.best.get(key, -math.inf))
+        if telemetry.now < WARMUP_S or len(self.deltas) < self.window // 2:
+            return []
+        lost = sum(d < -self.drop for d in self.deltas) / len(self.deltas)
+        if lost >= self.min_fraction and not (self.drift and self.drift.firing):
+            return [Alert("retrieval_quality_drop", "index",
+                          f"{lost:.0%} of repeated queries lost top-hit score (mean {np.mean(self.deltas):+.3f})")]
+        return []
+        ### END SOLUTION
+'''
+
+TEST23 = """
+# Task 2.3 tests
+assert RetrievalQuality().observe(Telemetry(0.0, [], {"assistant": [], "backend": []})) == []
+check_pages("index_degradation", "index", [RetrievalQuality()])
+### BEGIN HIDDEN TESTS
+for fault in ("retriever_latency", "cache_miss", "error_burst"):
+    before, during, after = inject(fault, [RetrievalQuality()])
+    assert not any(before + during + after), f"scores do not change during {fault}: no retrieval-quality page"
+drift = QueryDrift()
+before, during, after = inject("query_drift", [drift, RetrievalQuality(drift)])
+assert not any(a.component == "index" for t in before + during + after for a in t), "new questions are not the index's fault"
+check_pages("index_degradation", "index", [RetrievalQuality(QueryDrift())])
+### END HIDDEN TESTS
+"""
+
+# ---------------------------------------------------------------- Task 2.4
+T24 = """
+## Task 2.4 — Cache efficiency and resource trends
+
+- `CacheEfficiency`: the query-embedding cache's hit ratio over the last `lookups` or more
+  lookups (from `assistant_retrieval_cache_requests_total`, per tick), against the warm-up ratio.
+  Page `Alert("cache_hit_ratio_drop", "cache", ...)` when it falls below `floor` while the
+  warm-up ratio was at least `min_baseline`, unless the queries are drifting (new questions miss
+  any cache: check the drift detector's `p`, more loosely than it pages, e.g. `p < 1e-2`).
+- `ResourceTrend`: the least-squares `slope` of the backend's `process_resident_memory_bytes`
+  over the last `points` scrapes. Page `Alert("memory_growth", "memory", ...)` when it grows
+  faster than `bytes_per_s` **and** rises on almost every scrape (and the median step is a real
+  increase): one step up (a cache filling, a model loading) is not a leak.
+
+<details><summary>Hints</summary>
+
+- `telemetry.metrics.get("backend", [])`: a scrape can fail and come back empty; skip such a tick.
+- A busy backend's RSS moves by ±10 MB between scrapes: over 5 scrapes, a 5 MB/s slope with at
+  least 3 of 4 steps up pages a 10 MB/s leak within ~3 s and not the noise.
+</details>
+"""
+
+A24 = '''
+class CacheEfficiency:
+    """Embedding-cache hit ratio over the last >= `lookups` lookups, against the warm-up ratio."""
+
+    name = "cache_efficiency"
+
+    def __init__(self, drift: QueryDrift | None = None, lookups: int = 12, floor: float = 0.1,
+                 min_baseline: float = 0.3) -> None:
+        ### BEGIN SOLUTION
+        self.drift, self.lookups, self.floor, self.min_baseline = drift, lookups, floor, min_baseline
+        self.hit, self.miss = CounterDeltas(), CounterDeltas()
+        self.ticks: deque[tuple[float, float]] = deque(maxlen=60)  # (hits, misses) per tick
+        self.base_hits = self.base_all = 0.0
+        ### END SOLUTION
+
+    def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
+        samples = telemetry.metrics.get("assistant", [])
+        h = self.hit.update(total(samples, "assistant_retrieval_cache_requests_total", result="hit"))
+        m = self.miss.update(total(samples, "assistant_retrieval_cache_requests_total", result="miss"))
+        self.ticks.append((h, m))
+        if telemetry.now < WARMUP_S:
+            self.base_hits, self.base_all = self.base_hits + h, self.base_all + h + m
+            return []
+        hits = seen = 0.0
+        for h, m in reversed(self.ticks):
+            hits, seen = hits + h, seen + h + m
+            if seen >= self.lookups:
+                break
+        base = self.base_hits / self.base_all if self.base_all else 0.0
+        if seen >= self.lookups and base >= self.min_baseline and hits / seen < self.floor \\
+                and not (self.drift and self.drift.p < 1e-2):
+            return [Alert("cache_hit_ratio_drop", "cache", f"hit ratio {hits / seen:.2f} over {seen:.0f} lookups "
+                                                           f"(warm-up {base:.2f})")]
+        return []
+        ### END SOLUTION
+
+
+class ResourceTrend:
+    """Least-squares slope of the backend's resident memory over the last `points` scrapes.
+
+    RSS jumps by +-10 MB between scrapes on a busy backend, so one jump is not a trend: the slope must
+    be steep and most steps (and the median step) must be real increases."""
+
+    name = "resource_trend"
+
+    def __init__(self, points: int = 5, bytes_per_s: float = 5e6) -> None:
+        ### BEGIN SOLUTION
+        self.bytes_per_s, self.points = bytes_per_s, points
+        self.rss: deque[tuple[float, float]] = deque(maxlen=points)
+        ### END SOLUTION
+
+    def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
+        rss = total(telemetry.metrics.get("backend", []), "process_resident_memory_bytes")
+        if rss <= 0:
+            return []
+        self.rss.append((telemetry.now, rss))
+        if telemetry.now < WARMUP_S or len(self.rss) < self.points:
+            return []
+        steps = np.diff([v for _, v in self.rss])
+        rate = slope(self.rss)
+        if rate > self.bytes_per_s and (steps > 0.2 * self.bytes_per_s).sum() >= len(steps) - 1 \\
+                and np.median(steps) > 0.4 * self.bytes_per_s:
+            return [Alert("memory_growth", "memory", f"backend RSS +{rate / 1e6:.1f} MB/s")]
+        return []
+        ### END SOLUTION
+'''
+
+TEST24 = """
+# Task 2.4 tests
+assert ResourceTrend().observe(Telemetry(20.0, [], {"assistant": [], "backend": []})) == [], "a failed scrape is no data"
+check_pages("cache_miss", "cache", [CacheEfficiency()])
+check_pages("memory_leak", "memory", [ResourceTrend()])
+### BEGIN HIDDEN TESTS
+for fault in ("retriever_latency", "error_burst", "index_degradation"):
+    before, during, after = inject(fault, [CacheEfficiency(), ResourceTrend()])
+    assert not any(before + during + after), f"neither the cache nor memory changes during {fault}"
+drift = QueryDrift()
+before, during, after = inject("query_drift", [drift, CacheEfficiency(drift)])
+assert not any(a.component == "cache" for t in before + during + after for a in t), "a new topic misses any cache"
+trend = ResourceTrend()
+rss = [300e6] * 15 + [350e6] * 10  # one step up, then flat: a cache filling, not a leak
+alerts = [trend.observe(Telemetry(float(t), [], {"backend": [Sample("process_resident_memory_bytes", {}, v)]}))
+          for t, v in enumerate(rss)]
+assert not any(alerts), alerts
+### END HIDDEN TESTS
+"""
+
+# ---------------------------------------------------------------- Task 2.5
+T25 = """
+## Task 2.5 — `create_detectors`
+
+Return your detectors, wired together: the grader calls `observe` on each in list order every
+tick, so put the drift detector **first** when others read its state. Every detector needs a
+`name` (unique in the list). Several detectors may page for one fault (a slow retriever burns the
+latency SLO and may also look like a cache problem): a fault's root cause is what the **first**
+page in its window blames, and pages starting on the same tick must all blame the same component.
+
+<details><summary>Hints</summary>
+
+- Run `inject(fault, create_detectors(CONFIG))` for each fault and look at what fires, when, and
+  what it blames; then `run_ticks(FakeService(seed), ..., 60)` for false pages.
+- In the real scenario the warm-up is the only time without faults: every fault after the first
+  begins 8 s after the previous one ended.
+</details>
+"""
+
+A25 = '''
+def create_detectors(config: ServiceConfig) -> list[Detector]:
+    """Drift runs first each tick: the cache and retrieval-quality detectors defer to it (a new topic
+    misses the cache and changes scores without anything being broken)."""
+    ### BEGIN SOLUTION
+    drift = QueryDrift()
+    detectors: list[Any] = [drift, SloBurnRate(config), RetrievalQuality(drift), CacheEfficiency(drift),
+                            ResourceTrend()]
+    return detectors
+    ### END SOLUTION
+'''
+
+TEST25 = """
+# Task 2.5 tests
+detectors = create_detectors(CONFIG)
+names = [d.name for d in detectors]
+assert detectors and len(set(names)) == len(names), f"every detector needs a unique name: {names}"
+assert all(callable(getattr(d, "observe", None)) for d in detectors)
+quiet = run_ticks(FakeService(seed=3), detectors, 60)
+assert not any(quiet), f"false pages on a healthy service: {[a for t in quiet for a in t]}"
+check_pages("error_burst", "generator", create_detectors(CONFIG))
+check_pages("index_degradation", "index", create_detectors(CONFIG))
+### BEGIN HIDDEN TESTS
+for fault, component in (("retriever_latency", "retriever"), ("engine_slowdown", "generator"),
+                         ("query_drift", "traffic"), ("memory_leak", "memory"), ("cache_miss", "cache")):
+    check_pages(fault, component, create_detectors(CONFIG))
+### END HIDDEN TESTS
+"""
+
+EXPLORE2 = """
+# Exploration (not graded, not part of your module): a small scenario on the FakeService, page by page.
+service, detectors = FakeService(seed=4), create_detectors(CONFIG)
+run_ticks(service, detectors, 16)
+open_pages: dict = {}
+for fault in ("retriever_latency", "engine_slowdown", "error_burst", "index_degradation", "query_drift",
+              "memory_leak", "cache_miss"):
+    for phase, faults in ((fault, {fault}), ("healthy", set())):
+        service.faults = faults
+        for _ in range(8):
+            telemetry = service.tick()
+            current = {(d.name, a.kind, a.component): a for d in detectors for a in d.observe(telemetry)}
+            for key in current.keys() - open_pages.keys():
+                print(f"t={telemetry.now:4.0f} s  during {phase:<18} page  {key[0]:<18} {key[1]:<24} blames {key[2]:<10} "
+                      f"{current[key].detail}")
+            open_pages = current
+"""
+
+# ---------------------------------------------------------------- Task 3.1
+T31 = """
+## Task 3.1 — Written: an incident report (10 points, graded by hand)
+
+Grade your notebook (`ailab check observability.ipynb`, or
+`ailab grade observability observability.ipynb --out out`) and open `report.html`: its timeline
+shows every injected fault, your pages and the request latency. **Pick one fault** and write the
+incident report an on-call engineer would file, 200–400 words:
+
+1. **Summary and impact**: what users saw (errors, latency, worse answers), for how long.
+2. **Timeline**: fault start, first page (which detector, what it blamed), time to detect.
+3. **Root cause**: what broke, in which component.
+4. **Evidence**: which telemetry shows it — name the spans, attributes and metrics, with the
+   numbers you saw (and what stayed normal, which rules other causes out).
+5. **Fix and prevention**: what you would do now, and what would catch it sooner or prevent it
+   (an alert, a dashboard panel, a test, a limit).
+
+If your detectors missed a fault or blamed the wrong component, writing about that one is
+welcome: say what the telemetry showed and what would have caught it.
+"""
+
+A31 = """
+### BEGIN SOLUTION
+**Incident: retrieval quality dropped (index_degradation), run of the quick profile, seed 0.**
+
+**Summary and impact.** For 8 s, 70 % of the support-KB documents stopped being retrievable.
+Nothing failed and latency stayed normal (p50 ~0.3 s, all requests within the 0.5 s SLO), so
+users got answers, but worse ones: the passages cited were often not the relevant article.
+
+**Timeline.** Fault start t=62 s. At t=64 s `retrieval_quality` paged
+`retrieval_quality_drop`, blaming `index` ("45 % of repeated queries lost top-hit score, mean
+-0.04"): time to detect 2 s. The page ended at t=71 s, 1 s after the fault ended. No other
+detector paged in the window.
+
+**Root cause.** A shard of the index dropped out: the retriever searched only 30 % of the
+documents. The query embeddings and the retriever itself were fine.
+
+**Evidence.** The retrieval spans' `ailab.retrieval.top_score`: repeated questions (same
+`ailab.query.embedding_sketch`) that had scored e.g. 0.71 before scored 0.58-0.64 during the
+fault; outside it, repeats score exactly the same, because retrieval is deterministic. What stayed
+normal rules out the other causes: `assistant_retrieval_duration_seconds` unchanged (not the
+retriever being slow), cache hit ratio ~0.6 as in the warm-up (not the cache), query-drift KS
+p-value ~1 (the questions had not changed), no ERROR spans and no `status="error"` requests
+(not the generator), backend RSS flat.
+
+**Fix and prevention.** Now: restore the missing shard or roll back to the last good index
+snapshot, then re-run the canary questions. Prevention: (1) keep this detector, and add a canary
+of ~20 fixed questions with known best documents every minute, alerting on recall@5 (it catches
+an empty shard even without repeated user traffic); (2) export the index's document count as a
+gauge and alert when it drops by more than 5 % between scrapes; (3) make index deployment check
+the document count and a golden-set recall before switching traffic.
+### END SOLUTION
+"""
+
+CELLS: list[dict[str, Any]] = [
+    {"kind": "markdown", "id": "obs_intro", "source": INTRO},
+    {"kind": "markdown", "id": "obs_given", "source": GIVEN},
+    {"kind": "setup", "id": "obs_setup", "source": SETUP},
+    {"kind": "setup", "id": "obs_test_helpers_1", "source": TEST_HELPERS_1},
+    {"kind": "markdown", "id": "obs_task_1_1_text", "source": T11},
+    {"kind": "answer", "id": "obs_task_1_1_metrics", "source": A11, "task": "1.1", "name": "Metrics"},
+    {"kind": "test", "id": "obs_test_1_1_metrics", "source": TEST11, "task": "1.1", "points": 6},
+    {"kind": "markdown", "id": "obs_task_1_2_text", "source": T12},
+    {"kind": "answer", "id": "obs_task_1_2_handler", "source": A12, "task": "1.2", "name": "create_handler"},
+    {"kind": "test", "id": "obs_test_1_2_handler", "source": TEST12, "task": "1.2", "points": 14},
+    {"kind": "explore", "id": "obs_explore_1_trace", "source": EXPLORE1},
+    {"kind": "markdown", "id": "obs_task_2_text", "source": T2},
+    {"kind": "setup", "id": "obs_test_helpers_2", "source": TEST_HELPERS_2},
+    {"kind": "markdown", "id": "obs_task_2_1_text", "source": T21},
+    {"kind": "answer", "id": "obs_task_2_1_slo", "source": A21, "task": "2.1", "name": "SloBurnRate"},
+    {"kind": "test", "id": "obs_test_2_1_slo", "source": TEST21, "task": "2.1", "points": 8},
+    {"kind": "markdown", "id": "obs_task_2_2_text", "source": T22},
+    {"kind": "answer", "id": "obs_task_2_2_drift", "source": A22, "task": "2.2", "name": "QueryDrift"},
+    {"kind": "test", "id": "obs_test_2_2_drift", "source": TEST22, "task": "2.2", "points": 5},
+    {"kind": "markdown", "id": "obs_task_2_3_text", "source": T23},
+    {"kind": "answer", "id": "obs_task_2_3_retrieval", "source": A23, "task": "2.3", "name": "RetrievalQuality"},
+    {"kind": "test", "id": "obs_test_2_3_retrieval", "source": TEST23, "task": "2.3", "points": 5},
+    {"kind": "markdown", "id": "obs_task_2_4_text", "source": T24},
+    {"kind": "answer", "id": "obs_task_2_4_resources", "source": A24, "task": "2.4",
+     "name": "CacheEfficiency and ResourceTrend"},
+    {"kind": "test", "id": "obs_test_2_4_resources", "source": TEST24, "task": "2.4", "points": 6},
+    {"kind": "markdown", "id": "obs_task_2_5_text", "source": T25},
+    {"kind": "answer", "id": "obs_task_2_5_detectors", "source": A25, "task": "2.5", "name": "create_detectors"},
+    {"kind": "test", "id": "obs_test_2_5_detectors", "source": TEST25, "task": "2.5", "points": 6},
+    {"kind": "explore", "id": "obs_explore_2_scenario", "source": EXPLORE2},
+    {"kind": "markdown", "id": "obs_task_3_1_text", "source": T31},
+    {"kind": "written", "id": "obs_task_3_1_written", "source": A31, "task": "3.1", "points": 10},
+]
