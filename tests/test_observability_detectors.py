@@ -195,9 +195,9 @@ class FakeService:
         hit = (pool, q) in self.cached and "cache_miss" not in f
         self.cached.add((pool, q))
         score = self.score[pool][q] - (0.08 if "index_degradation" in f and q % 3 else 0.0)
-        t_ret = rng.uniform(0.02, 0.05) + (0.0 if hit else 0.015) + (0.6 if "retriever_latency" in f else 0.0)
+        t_ret = rng.uniform(0.02, 0.05) + (0.0 if hit else 0.015) + (1.0 if "retriever_latency" in f else 0.0)
         failed = "error_burst" in f and rng.random() < 0.5
-        t_gen = 0.005 if failed else rng.uniform(0.15, 0.3) + (1.0 if "engine_slowdown" in f else 0.0)
+        t_gen = 0.005 if failed else rng.uniform(0.15, 0.3) + (1.28 if "engine_slowdown" in f else 0.0)
         end = start + t_ret + t_gen + 0.003
         trace_id = f"{self.ids:032x}"
         root = self.span("POST /ask", "SERVER", start, end, None, trace_id, "ERROR" if failed else "UNSET")
@@ -216,7 +216,7 @@ class FakeService:
     def tick(self) -> Telemetry:
         spans = [s for i in range(8) for s in self.request(self.now - 1 + i / 8)]
         # a busy backend's RSS jumps by several MB between scrapes and comes back: noise, not a trend
-        self.rss += 10e6 if "memory_leak" in self.faults else 0.0
+        self.rss += 25e6 if "memory_leak" in self.faults else 0.0
         rss = self.rss + (20e6 if int(self.now) % 7 == 0 else 0.0) + self.rng.normal(0, 3e6)
         c = self.counts
         assistant = [Sample("assistant_requests_total", {"status": "ok"}, c["ok"]),

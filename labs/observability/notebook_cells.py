@@ -71,12 +71,12 @@ windows cover the run, which is what "chance level" means.
 
 | Fault | What changes | Component |
 |---|---|---|
-| `retriever_latency` | every retrieval takes +0.6 s | `retriever` |
-| `engine_slowdown` | every decode step takes +40 ms: tokens/s drop ~5× | `generator` |
+| `retriever_latency` | every retrieval takes +1.0 s | `retriever` |
+| `engine_slowdown` | every decode step takes +80 ms: tokens/s drop ~10× | `generator` |
 | `error_burst` | half the generations fail: `pipeline.generate` raises `UpstreamError("generator", 503, ...)` | `generator` |
 | `index_degradation` | 70 % of the documents silently vanish: the top hits get worse | `index` |
 | `query_drift` | the traffic switches to one narrow topic | `traffic` |
-| `memory_leak` | the backend's resident memory grows ~10 MB/s (its `process_resident_memory_bytes`) | `memory` |
+| `memory_leak` | the backend's resident memory grows ~25 MB/s (its `process_resident_memory_bytes`) | `memory` |
 | `cache_miss` | the query-embedding cache stops hitting (`Retrieval.cache_hit` is False, retrieval ~15 ms slower) | `cache` |
 
 **Conventions** (pinned; the conformance checks test them):
@@ -294,8 +294,8 @@ for name, kind in REQUIRED_METRICS.items():
 value = registry.get_sample_value
 assert value("assistant_requests_total", {"status": "ok"}) == 0, "resolve the status='ok' child in __init__"
 assert value("assistant_requests_total", {"status": "error"}) == 0, "resolve the status='error' child in __init__"
-assert value("assistant_request_duration_seconds_bucket", {"le": "0.5"}) == 0, \\
-    "the request-duration histogram needs a bucket at config.slo_latency_s (0.5)"
+assert value("assistant_request_duration_seconds_bucket", {"le": str(CONFIG.slo_latency_s)}) == 0, \\
+    "the request-duration histogram needs a bucket at config.slo_latency_s (1.0)"
 ### BEGIN HIDDEN TESTS
 for labels in ({"type": "input"}, {"type": "output"}):
     assert value("assistant_tokens_total", labels) == 0, labels
@@ -636,9 +636,9 @@ class FakeService:
         hit = (pool, q) in self.cached and "cache_miss" not in f
         self.cached.add((pool, q))
         score = self.score[pool][q] - (0.08 if "index_degradation" in f and q % 3 else 0.0)
-        t_ret = rng.uniform(0.02, 0.05) + (0.0 if hit else 0.015) + (0.6 if "retriever_latency" in f else 0.0)
+        t_ret = rng.uniform(0.02, 0.05) + (0.0 if hit else 0.015) + (1.0 if "retriever_latency" in f else 0.0)
         failed = "error_burst" in f and rng.random() < 0.5
-        t_gen = 0.005 if failed else rng.uniform(0.15, 0.3) + (0.64 if "engine_slowdown" in f else 0.0)
+        t_gen = 0.005 if failed else rng.uniform(0.15, 0.3) + (1.28 if "engine_slowdown" in f else 0.0)
         end = start + t_ret + t_gen + 0.003
         trace_id = f"{self.ids:032x}"
         status = "ERROR" if failed else "UNSET"
@@ -656,7 +656,7 @@ class FakeService:
 
     def tick(self) -> Telemetry:
         spans = [s for i in range(8) for s in self.request(self.now - 1 + i / 8)]
-        self.rss += (10e6 if "memory_leak" in self.faults else 0.0) + self.rng.normal(0, 0.3e6)
+        self.rss += (25e6 if "memory_leak" in self.faults else 0.0) + self.rng.normal(0, 0.3e6)
         c = self.counts
         assistant = [Sample("assistant_requests_total", {"status": "ok"}, c["ok"]),
                      Sample("assistant_requests_total", {"status": "error"}, c["error"]),
@@ -704,7 +704,7 @@ def check_pages(fault: str, component: str, detectors: list, within: int = 3) ->
 T21 = """
 ## Task 2.1 — An SLO burn-rate detector (errors and latency)
 
-The SLO: `config.slo_target` (99 %) of requests succeed within `config.slo_latency_s` (0.5 s).
+The SLO: `config.slo_target` (99 %) of requests succeed within `config.slo_latency_s` (1.0 s).
 The error budget is `1 − slo_target`; the **burn rate** over a window is the bad fraction of
 requests in it divided by the budget (burn 1 = spending the budget exactly as fast as allowed).
 The SRE workbook (ch. 5) pages when **both** a long and a short window burn faster than a factor:
@@ -762,6 +762,7 @@ class SloBurnRate:
     PAIRS = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))  # (long s, short s, factor)
     BLAME_S = 4.0                                            # spans this recent explain a page
     KEEP_FIRING_S = 3.0                                      # a page outlives its condition by this
+    CLEAR_S = 0.2                                            # a step must be this much slower to be blamed
 
     def __init__(self, config: ServiceConfig) -> None:
         ### BEGIN SOLUTION
@@ -825,6 +826,8 @@ class SloBurnRate:
         if why:
             component = held[0] if held else (self.blame_errors(now) if kind == "error_slo_burn"
                                               else self.blame_latency(now))
+            if not component:  # burning, but the spans do not say where yet: wait a tick rather than guess
+                return None
             self.episodes[kind] = (component, now, why)
             return Alert(kind, component, why)
         if held and now - held[1] <= self.KEEP_FIRING_S:
@@ -848,7 +851,11 @@ class SloBurnRate:
             recent = [d for end, o, d, error in self.recent if o == op and not error and end > now - self.BLAME_S]
             base = float(np.mean(self.base[op])) if self.base[op] else 0.0
             increase[op] = (float(np.mean(recent)) - base) if recent else 0.0
-        return "retriever" if increase["retrieval"] > increase["generation"] else "generator"
+        (slower, most), (_, other) = sorted(increase.items(), key=lambda kv: -kv[1])
+        # A busy machine slows everything a little; a fault slows one step a lot. Undecided -> "".
+        if most < self.CLEAR_S or most < 2 * max(other, 0.0):
+            return ""
+        return "retriever" if slower == "retrieval" else "generator"
         ### END SOLUTION
 '''
 
@@ -1035,8 +1042,8 @@ T24 = """
 <details><summary>Hints</summary>
 
 - `telemetry.metrics.get("backend", [])`: a scrape can fail and come back empty; skip such a tick.
-- A busy backend's RSS moves by ±10 MB between scrapes: over 5 scrapes, a 5 MB/s slope with at
-  least 3 of 4 steps up pages a 10 MB/s leak within ~3 s and not the noise.
+- A busy backend's RSS moves by ±10 MB between scrapes: over 5 scrapes, a 10 MB/s slope with at
+  least 3 of 4 steps up pages a 25 MB/s leak within ~3 s and not the noise.
 </details>
 """
 
@@ -1086,7 +1093,7 @@ class ResourceTrend:
 
     name = "resource_trend"
 
-    def __init__(self, points: int = 5, bytes_per_s: float = 5e6) -> None:
+    def __init__(self, points: int = 5, bytes_per_s: float = 10e6) -> None:
         ### BEGIN SOLUTION
         self.bytes_per_s, self.points = bytes_per_s, points
         self.rss: deque[tuple[float, float]] = deque(maxlen=points)
@@ -1221,7 +1228,7 @@ A31 = """
 **Incident: retrieval quality dropped (index_degradation), run of the quick profile, seed 0.**
 
 **Summary and impact.** For 8 s, 70 % of the support-KB documents stopped being retrievable.
-Nothing failed and latency stayed normal (p50 ~0.3 s, all requests within the 0.5 s SLO), so
+Nothing failed and latency stayed normal (p50 ~0.3 s, all requests within the 1.0 s SLO), so
 users got answers, but worse ones: the passages cited were often not the relevant article.
 
 **Timeline.** Fault start t=62 s. At t=64 s `retrieval_quality` paged

@@ -50,6 +50,7 @@ class SloBurnRate:
     PAIRS = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))  # (long s, short s, factor)
     BLAME_S = 4.0                                            # spans this recent explain a page
     KEEP_FIRING_S = 3.0
+    CLEAR_S = 0.2                                            # a step must be this much slower to be blamed
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
@@ -105,6 +106,8 @@ class SloBurnRate:
         if why:
             component = held[0] if held else (self.blame_errors(now) if kind == "error_slo_burn"
                                               else self.blame_latency(now))
+            if not component:  # burning, but the spans do not say where yet: wait a tick rather than guess
+                return None
             self.episodes[kind] = (component, now, why)
             return Alert(kind, component, why)
         if held and now - held[1] <= self.KEEP_FIRING_S:
@@ -122,7 +125,11 @@ class SloBurnRate:
             recent = [d for end, o, d, error in self.recent if o == op and not error and end > now - self.BLAME_S]
             base = float(np.mean(self.base[op])) if self.base[op] else 0.0
             increase[op] = (float(np.mean(recent)) - base) if recent else 0.0
-        return "retriever" if increase["retrieval"] > increase["generation"] else "generator"
+        (slower, most), (_, other) = sorted(increase.items(), key=lambda kv: -kv[1])
+        # A busy machine slows everything a little; a fault slows one step a lot. Undecided -> "".
+        if most < self.CLEAR_S or most < 2 * max(other, 0.0):
+            return ""
+        return "retriever" if slower == "retrieval" else "generator"
 
 
 class QueryDrift:
@@ -226,7 +233,7 @@ class ResourceTrend:
 
     name = "resource_trend"
 
-    def __init__(self, points: int = 5, bytes_per_s: float = 5e6) -> None:
+    def __init__(self, points: int = 5, bytes_per_s: float = 10e6) -> None:
         self.bytes_per_s, self.points = bytes_per_s, points
         self.rss: deque[tuple[float, float]] = deque(maxlen=points)
 
