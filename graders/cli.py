@@ -39,11 +39,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    grade = _grader(args.lab)
-    cards = grade(args.submission, Path(args.out), dataset=args.dataset, profile=args.profile)
+    from graders.engine import netns
+    from graders.engine.labconfig import load_lab
+    from graders.engine.summary import format_table, write_summary
+
+    grade = _grader(args.lab)  # say what is wrong before anything starts (an unknown lab, profile or path)
+    lab = load_lab(args.lab)
+    known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
+    if args.profile not in known:
+        raise SystemExit(f"lab {args.lab!r} has no profile {args.profile!r}; choose one of {sorted(known)}")
+    if args.submission != "reference" and not Path(args.submission).exists():
+        raise SystemExit(f"{args.submission} does not exist; pass a notebook, a .py file, a folder of them, "
+                         "or the word `reference`")
+    if not args.allow_network:
+        code = netns.isolate(["grade", args.lab, args.submission, "--out", args.out, "--dataset", args.dataset,
+                              "--profile", args.profile])
+        if code is not None:
+            return code
+    out = Path(args.out)
+    cards = grade(args.submission, out, dataset=args.dataset, profile=args.profile)
     print()
-    for card in cards:
-        print(f"{card.submission:<32} {card.score:6.1f} / 100   {Path(args.out) / card.slug / 'report.html'}")
+    print(format_table(cards, out))
+    print(f"\nsummary: {write_summary(cards, out)}; one report.html per submission under {out}")
     return 0
 
 
@@ -52,6 +69,15 @@ def cmd_course_init(args: argparse.Namespace) -> int:
 
     path = init_course(Path(args.dir))
     print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from graders.leaderboard import main_static, serve
+
+    if args.serve:
+        return serve(Path(args.dir), port=args.port, duration_s=args.duration)
+    main_static(Path(args.dir))
     return 0
 
 
@@ -81,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dataset", default="support-kb", help="support-kb, support-kb:N, cranfield, or a BEIR/SMART folder")
     p.add_argument("--profile", default="quick", help="a profile of the lab's lab.toml: quick (default), full; observability also smoke")
+    p.add_argument("--allow-network", action="store_true",
+                   help="do not grade inside a loopback-only network namespace (the default when root)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("course", help="nbgrader course tools")
@@ -88,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = course.add_parser("init", help="build an nbgrader course folder from labs/")
     c.add_argument("dir")
     c.set_defaults(func=cmd_course_init)
+
+    p = sub.add_parser("leaderboard", help="leaderboard.html from the scorecards under DIR; --serve keeps it live")
+    p.add_argument("dir", help="a folder holding `ailab grade --out` folders (searched recursively)")
+    p.add_argument("--serve", action="store_true", help="serve DIR on 127.0.0.1 and rebuild as scorecards land")
+    p.add_argument("--port", type=int, default=8000, help="port for --serve (0 picks a free one; default 8000)")
+    p.add_argument("--duration", type=float, default=None, help="stop serving after this many seconds")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("demo", help="grade the reference and the examples of every lab on the embedded data")
     p.add_argument("--out", default="out/demo")

@@ -3,6 +3,10 @@
 Embedding a 1.4k-abstract corpus takes ~40 s on 2 cores, so every vector is cached in a
 SQLite file keyed by model name + SHA-256 of the text: re-indexing the same texts (another
 run, another chunking that shares chunks) costs only the texts never seen before.
+
+Inside the grader's sandbox `AILAB_PRIVATE_CACHE` is set: the shared cache under `AILAB_CACHE` is
+then only read (opened read-only), and new vectors go to the private cache, so a submission can
+reuse the shared vectors but never poison them for the next one.
 """
 from __future__ import annotations
 
@@ -23,11 +27,24 @@ DIM = 384
 _lock = threading.Lock()
 
 
+def _shared_root() -> Path:
+    return Path(os.environ.get("AILAB_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "ailab"))
+
+
 def _cache_path() -> Path:
-    root = Path(os.environ.get("AILAB_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "ailab"))
-    folder = root / "embeddings"
+    """Where new vectors are written: the private cache when sandboxed, else the shared one."""
+    private = os.environ.get("AILAB_PRIVATE_CACHE")
+    folder = (Path(private) if private else _shared_root()) / "embeddings"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{MODEL_NAME}.sqlite"
+
+
+def _read_only_shared() -> Path | None:
+    """The shared cache, when sandboxed (then it is read-only) and it exists."""
+    if not os.environ.get("AILAB_PRIVATE_CACHE"):
+        return None
+    path = _shared_root() / "embeddings" / f"{MODEL_NAME}.sqlite"
+    return path if path.exists() else None
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +68,23 @@ def _connect() -> sqlite3.Connection:
     return conn
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+
+
+def _lookup(conn: sqlite3.Connection, keys: list[str]) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    try:
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            rows = conn.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})",
+                                chunk).fetchall()
+            found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+    except sqlite3.Error:
+        pass  # an unreadable shared cache costs time, never correctness
+    return found
+
+
 def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False, cache: bool = True) -> np.ndarray:
     """L2-normalised float32 vectors of shape (len(texts), 384), one per text, in order."""
     texts = list(texts)
@@ -60,14 +94,17 @@ def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False, ca
     keys = [_key(t) for t in texts]
     found: dict[str, np.ndarray] = {}
     if cache:
-        with _lock, _connect() as conn:
-            unique = list(set(keys))
-            for start in range(0, len(unique), 900):
-                chunk = unique[start : start + 900]
-                rows = conn.execute(
-                    f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+        unique = list(set(keys))
+        with _lock:
+            shared = _read_only_shared()
+            if shared is not None:
+                ro = _open_read_only(shared)
+                try:
+                    found.update(_lookup(ro, unique))
+                finally:
+                    ro.close()
+            with _connect() as conn:
+                found.update(_lookup(conn, [k for k in unique if k not in found]))
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
     if todo:
         if progress:

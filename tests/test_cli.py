@@ -27,12 +27,18 @@ def test_grade_parses_the_documented_options() -> None:
     args = build_parser().parse_args(
         ["grade", "rag", "subs/", "--out", "o", "--dataset", "cranfield", "--profile", "full"])
     assert (args.lab, args.submission, args.out, args.dataset, args.profile) == ("rag", "subs/", "o", "cranfield", "full")
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["grade", "rag", "x", "--out", "o", "--profile", "huge"])
+
+
+
+def test_an_unknown_profile_names_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no profile 'huge'; choose one of \['full', 'quick'\]"):
+        main(["grade", "rag", "reference", "--out", str(tmp_path), "--profile", "huge"])
+    with pytest.raises(SystemExit, match="'full', 'quick', 'smoke'"):
+        main(["grade", "observability", "reference", "--out", str(tmp_path), "--profile", "huge"])
 
 
 def test_unknown_lab_and_missing_submission_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="labs available: rag, serving"):
+    with pytest.raises(SystemExit, match="labs available: observability, rag, serving"):
         main(["grade", "nosuchlab", "reference", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="does not exist"):
         main(["grade", "rag", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)])

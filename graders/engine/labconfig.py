@@ -66,6 +66,7 @@ class Limits:
     call_s: float = 30.0
     memory_mb: int = 6144
     check_s: float = 10.0  # the serving lab: any single request of a functional check
+    cpu_s: float = 900.0  # CPU-seconds of one submission's process (RLIMIT_CPU); wall limits above come first
 
 
 @dataclass(frozen=True)

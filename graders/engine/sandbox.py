@@ -1,8 +1,15 @@
-"""Run a submission in its own process: scratch folder, scrubbed environment, rlimits, wall timeouts.
+"""Run a submission in its own process: scratch folder, scrubbed environment, rlimits, another user, wall timeouts.
 
 `Worker` starts `graders.engine.worker` in a new session (so the whole process group can be
 killed), waits for it to answer /health, and offers `call()` with a per-call timeout. A worker
 that hangs or dies is killed and reported as a `WorkerError` with a message meant for people.
+
+When the grader runs as root, each worker runs under a user id of its own (no passwd entry, no
+files, nothing else runs as it): it cannot read the grader's private files, signal or trace the
+reference worker, and everything it started — even processes that left its session — is killed
+with one `kill(-1)` issued as that user. `AILAB_SANDBOX_USER=same` runs workers as the grader's
+user (debugging); `AILAB_SANDBOX_USER=<name>` runs them as that account (e.g. `nobody`).
+See docs/threat-model.md.
 """
 from __future__ import annotations
 
@@ -21,8 +28,12 @@ from typing import Any
 import httpx
 
 from graders.paths import cache_dir
+from graders.engine.sandbox_user import (NPROC, _become, _die_with_parent, _is_trusted, _kill_user, _merge_cache,
+                                         _open_model_cache, _sweep_tmp, sandbox_identity)
 
 MAX_READBACK = 1024 * 1024  # bytes of worker stderr/stdout ever read back
+FILE_MB = 256  # largest file (and log) a submission may write
+CPU_S = 3600.0  # default CPU-seconds of a worker; the reference worker serves a whole batch's load rounds
 
 
 class WorkerError(RuntimeError):
@@ -35,21 +46,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Linux: the worker gets SIGKILL when the grader dies, so a crashed grader leaves no orphans."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _limits(memory_mb: int, file_mb: int = 512) -> None:
+def _limits(memory_mb: int, file_mb: int = FILE_MB, cpu_s: float | None = None) -> None:
     _die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if cpu_s:  # SIGXCPU at the soft limit, SIGKILL a few seconds later for a process that ignores it
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_s), int(cpu_s) + 5))
+
+
+def candidate_cpu_s(name: str, lab: Any) -> float:
+    """A candidate's CPU-time limit (lab.toml limits.cpu_s); the reference serves a whole batch, so it keeps CPU_S."""
+    return CPU_S if name == "reference" else float(lab.limits.cpu_s)
 
 
 def scrubbed_env(scratch: Path) -> dict[str, str]:
@@ -72,22 +80,41 @@ def scrubbed_env(scratch: Path) -> dict[str, str]:
     return env
 
 
+_TRUSTED_ALIVE: list[Worker] = []
+
+
+# ------------------------------------------------------------------ the worker
+
+
 class Worker:
     """A submission's worker process; use as a context manager."""
 
     def __init__(self, module_source: str, adapters: str, *, name: str, memory_mb: int, start_timeout_s: float,
                  labels: dict[str, str] | None = None, command: list[str] | None = None,
-                 health_path: str = "/health"):
+                 health_path: str = "/health", cpu_s: float | None = CPU_S):
         """`command` (after `python -m`) replaces the RAG adapter worker, e.g. the serving lab's host;
-        `{port}` in it is filled in. Whatever runs must answer `health_path` with {"ok": bool, "error": str}."""
+        `{port}` in it is filled in. Whatever runs must answer `health_path` with {"ok": bool, "error": str}.
+        `cpu_s` caps the worker's CPU time (RLIMIT_CPU; None: no cap)."""
         self.name = name
         self.health_path = health_path
         self.labels = labels or {}  # adapter name -> what the candidate wrote, for messages ("Retriever.index")
         self.adapters = adapters
         self.memory_mb = memory_mb
+        self.cpu_s = cpu_s
         self.start_timeout_s = start_timeout_s
+        self.trusted = _is_trusted(module_source)
+        self.identity = sandbox_identity()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"ailab-{name[:20]}-"))
+        # the log lives outside the scratch folder: a submission could swap a file there for a link to a secret
+        self.logdir = Path(tempfile.mkdtemp(prefix="ailab-log-"))
+        self.log_path = self.logdir / "worker.log"
         (self.scratch / "candidate.py").write_text(module_source, encoding="utf-8")
+        if self.identity is not None:
+            uid, gid, _ = self.identity
+            (self.scratch / "cache").mkdir()
+            for path in (self.scratch, self.scratch / "cache"):
+                os.chown(path, uid, gid)
+            _open_model_cache()
         self.port = free_port()
         self.command = [c.replace("{port}", str(self.port)) for c in command] if command else [
             "graders.engine.worker", "--module", "candidate.py", "--adapters", adapters, "--port", str(self.port)]
@@ -106,24 +133,42 @@ class Worker:
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
+    def env(self) -> dict[str, str]:
+        env = scrubbed_env(self.scratch)
+        env["TMPDIR"] = str(self.scratch)
+        if self.identity is not None:
+            # read the shared embedding cache, write new vectors here: a submission cannot poison the shared one
+            env["AILAB_PRIVATE_CACHE"] = str(self.scratch / "cache")
+            env["USER"] = env["LOGNAME"] = "ailab-sandbox"  # no passwd entry: getpass must not look one up
+        return env
+
+    def _preexec(self) -> None:
+        _limits(self.memory_mb, cpu_s=self.cpu_s)
+        if self.identity is not None:
+            _become(*self.identity)
+
     def start(self) -> None:
-        self.log = open(self.scratch / "worker.log", "wb")
+        for trusted in list(_TRUSTED_ALIVE):  # e.g. the reference's corpus vectors, for this submission to reuse
+            _merge_cache(trusted.scratch / "cache")
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *self.command],
             cwd=self.scratch,
-            env=scrubbed_env(self.scratch),
+            env=self.env(),
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: _limits(self.memory_mb),
+            preexec_fn=self._preexec,
         )
+        if self.trusted and self.identity is not None:
+            _TRUSTED_ALIVE.append(self)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.stop()
                 raise WorkerError(
-                    f"the submission's process exited while starting (exit code {self.proc.returncode}). "
+                    f"the submission's process exited while starting ({self.exit_reason()}). "
                     f"Last output:\n{self.output_tail()}"
                 )
             try:
@@ -133,7 +178,7 @@ class Worker:
                 continue
             if not health["ok"]:
                 self.stop()
-                raise WorkerError(str(health["error"]))
+                raise WorkerError(explain(str(health["error"])))
             return
         self.stop()
         raise WorkerError(
@@ -141,6 +186,14 @@ class Worker:
             "(an endless loop or heavy work at import time?); keep top-level cells cheap "
             "and move exploration into cells tagged ailab-exclude"
         )
+
+    def exit_reason(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        if code == -signal.SIGXCPU:
+            return f"killed after using its {self.cpu_s or 0:.0f} CPU-seconds (RLIMIT_CPU)"
+        if code is not None and code < 0:
+            return f"killed by signal {signal.Signals(-code).name}"
+        return f"exit code {code}"
 
     def call(self, fn: str, timeout_s: float, **args: Any) -> Any:
         """Call an adapter; its result, or WorkerError (candidate exception, timeout, crash)."""
@@ -156,9 +209,9 @@ class Worker:
                               "Look for an endless loop, or make it faster (limits are in the lab's lab.toml)") from None
         except httpx.HTTPError as exc:
             self.stop()
-            code = self.proc.returncode if self.proc is not None else None
-            raise WorkerError(f"{what}: the submission's process died (exit code {code}; {exc}); out of memory or a "
-                              f"crash in native code? Last output:\n{self.output_tail(600)}") from None
+            raise WorkerError(f"{what}: the submission's process died ({self.exit_reason()}; {exc}); out of memory, "
+                              f"too many processes or a crash in native code? Last output:\n{self.output_tail(600)}"
+                              ) from None
         if len(reply.content) > 64 * 1024 * 1024:
             raise WorkerError(f"{what} returned more than 64 MiB of data; return only what the interface asks for")
         try:
@@ -166,11 +219,11 @@ class Worker:
         except ValueError:
             raise WorkerError(f"{what}: the worker sent a reply that is not JSON (status {reply.status_code})") from None
         if not payload.get("ok"):
-            raise WorkerError(f"{what} raised {payload.get('error')}")
+            raise WorkerError(explain(f"{what} raised {payload.get('error')}"))
         return payload["result"]
 
     def output_tail(self, limit: int = 1500) -> str:
-        path = self.scratch / "worker.log"
+        path = self.log_path
         if not path.exists():
             return ""
         size = path.stat().st_size
@@ -195,10 +248,34 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            if self.identity is not None and self.identity[2]:  # and those that left it (setsid, double fork)
+                _kill_user(self.identity[0])
         if hasattr(self, "log") and not self.log.closed:
             self.log.close()
 
     def cleanup(self) -> None:
         self.stop()
         self.client.close()
+        if self in _TRUSTED_ALIVE:
+            _TRUSTED_ALIVE.remove(self)
+            _merge_cache(self.scratch / "cache")
+        if self.identity is not None and self.identity[2]:
+            _sweep_tmp(self.identity[0])
         shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.logdir, ignore_errors=True)
+
+
+def explain(error: str) -> str:
+    """Add the plain-words cause to errors that are the sandbox's limits at work."""
+    hints = {
+        "[Errno 27] File too large": f"the submission wrote more than the {FILE_MB} MiB file/output limit",
+        "MemoryError": "the submission ran out of its memory limit (limits.memory_mb in the lab's lab.toml)",
+        "[Errno 11] Resource temporarily unavailable": f"the submission started too many processes or threads "
+                                                       f"(limit {NPROC})",
+        "[Errno 13] Permission denied": "the submission tried to use a file or folder it may not access",
+        "[Errno 101] Network is unreachable": "the submission tried to reach the network; only 127.0.0.1 is allowed",
+    }
+    for needle, hint in hints.items():
+        if needle in error and hint not in error:
+            return f"{error} — {hint}"
+    return error

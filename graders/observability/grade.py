@@ -24,7 +24,7 @@ import httpx
 from graders.engine.labconfig import LabConfig, Limits, ScenarioProfile, load_lab
 from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
 from graders.engine.submissions import open_submission, submissions_in
-from graders.engine.sandbox import Worker
+from graders.engine.sandbox import Worker, candidate_cpu_s
 from graders.observability import conformance, detection
 from graders.observability.interface import ServiceConfig
 from graders.observability.records import Truth
@@ -47,7 +47,7 @@ def start_host(source: str, name: str, lab: LabConfig, backend_url: str) -> Work
     command = ["graders.observability.host", "--module", "candidate.py", "--port", "{port}", "--backend", backend_url,
                "--config", config]
     w = Worker(source, "", name=name, memory_mb=lab.limits.memory_mb, start_timeout_s=lab.limits.worker_start_s,
-               command=command, health_path="/__ailab__/health")
+               command=command, health_path="/__ailab__/health", cpu_s=candidate_cpu_s(name, lab))
     w.__enter__()
     return w
 

@@ -25,7 +25,7 @@ from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.loadgen import LoadError, run_load
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.report import write_report
-from graders.engine.sandbox import Worker, WorkerError
+from graders.engine.sandbox import Worker, WorkerError, candidate_cpu_s
 from graders.engine.scorecard import RAG_METRICS, PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import latency_summary, ramp
 from graders.paths import REPO_ROOT
@@ -76,7 +76,8 @@ class Context:
 
 def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
     worker = Worker(source, ADAPTERS, name=name, memory_mb=lab.limits.memory_mb,
-                    start_timeout_s=lab.limits.worker_start_s, labels=LABELS)
+                    start_timeout_s=lab.limits.worker_start_s, labels=LABELS,
+                    cpu_s=candidate_cpu_s(name, lab))
     return worker.__enter__()  # started, or cleaned up and raised
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.submissions import open_submission, submissions_in
-from graders.engine.sandbox import Worker
+from graders.engine.sandbox import Worker, candidate_cpu_s
 from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import ramp
 from graders.paths import REPO_ROOT
@@ -76,7 +76,7 @@ def start_host(source: str, name: str, lab: LabConfig) -> Worker:
                "--max-batch", str(server.get("max_batch", 32)), "--max-waiting", str(server.get("max_waiting", 64)),
                "--request-timeout", str(server.get("request_timeout_s", 30)), "--threads", str(server.get("threads", 1))]
     worker = Worker(source, "", name=name, memory_mb=lab.limits.memory_mb, start_timeout_s=lab.limits.worker_start_s,
-                    command=command, health_path=HEALTH_PATH)
+                    command=command, health_path=HEALTH_PATH, cpu_s=candidate_cpu_s(name, lab))
     return worker.__enter__()  # started, or cleaned up and raised
 
 
