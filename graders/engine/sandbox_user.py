@@ -161,9 +161,9 @@ def _python_reachable() -> bool:
     return ok
 
 
-@lru_cache(maxsize=1)
 def _open_model_cache() -> None:
-    """Built models under the cache must be readable by the sandbox user (a build may leave 0600 files)."""
+    """Built models under the cache must be readable by the sandbox user (a build may leave 0600 files).
+    Run before every worker start, not once: a model built since the last worker needs it too."""
     for root, dirs, files in os.walk(cache_dir() / "models"):
         for name in dirs + files:
             path = os.path.join(root, name)

@@ -28,6 +28,7 @@ from graders.paths import REPO_ROOT
 from graders.serving import checks
 from graders.serving.client import Result, drive, prompt_corpus, summarize, workload
 from graders.serving.host import HEALTH_PATH
+from reference_systems.serving.model import model_dir
 
 SERVING_METRICS = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p95_ms", "e2e_p95_ms", "output_tokens_per_s",
                    "requests_per_s", "goodput_rps", "error_rate", "cost_per_1m_output_tokens_usd")
@@ -71,6 +72,7 @@ def reference_path(lab: LabConfig) -> Path:
 
 
 def start_host(source: str, name: str, lab: LabConfig) -> Worker:
+    model_dir()  # built here, by the grader: a sandboxed host may read the model cache but never write it
     server = lab.raw.get("server", {})
     command = ["graders.serving.host", "--module", "candidate.py", "--port", "{port}",
                "--max-batch", str(server.get("max_batch", 32)), "--max-waiting", str(server.get("max_waiting", 64)),

@@ -80,6 +80,8 @@ def build(out_dir: Path, params: ModelParams = ModelParams()) -> Path:
             block.mlp.c_proj.weight.mul_(params.mlp_out_scale)
     model.save_pretrained(str(out_dir))
     model.generation_config.save_pretrained(str(out_dir))
+    for path in out_dir.iterdir():  # safetensors writes 0600; a sandboxed server (another user) must read it
+        path.chmod(0o644)
     (out_dir / "ailab_build.json").write_text(json.dumps({"params": asdict(params), "weights_sha256":
                                                           weights_sha256(out_dir)}, indent=2))
     return out_dir
