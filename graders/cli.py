@@ -40,34 +40,66 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from graders.engine import netns
+    from graders.engine.hidden import HiddenError, open_overlay
     from graders.engine.labconfig import load_lab
     from graders.engine.summary import format_table, write_summary
 
     grade = _grader(args.lab)  # say what is wrong before anything starts (an unknown lab, profile or path)
-    lab = load_lab(args.lab)
+    try:
+        overlay = open_overlay(args.hidden, args.lab)
+        lab = load_lab(args.lab, overlay.lab_toml() if overlay else None)
+    except (HiddenError, ValueError) as exc:
+        raise SystemExit(f"--hidden: {exc}") from None
     known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
     if args.profile not in known:
         raise SystemExit(f"lab {args.lab!r} has no profile {args.profile!r}; choose one of {sorted(known)}")
-    if args.submission != "reference" and not Path(args.submission).exists():
+    submission: str | list[tuple[str, Path]]
+    if args.course:
+        from graders.gradebook import course_submissions
+
+        course = Path(args.course).resolve()
+        submission = [(s, p) for s, p in course_submissions(course, lab)
+                      if args.submission is None or s == args.submission]
+        if not submission:
+            raise SystemExit(f"student {args.submission!r} has no {args.lab} submission in {course / 'submitted'}")
+    elif args.submission is None:
+        raise SystemExit("say what to grade: a notebook, a .py file, a folder of them, or `reference` "
+                         "(or --course DIR for an nbgrader course's submissions)")
+    elif args.submission != "reference" and not Path(args.submission).exists():
         raise SystemExit(f"{args.submission} does not exist; pass a notebook, a .py file, a folder of them, "
                          "or the word `reference`")
+    else:
+        submission = args.submission
     if not args.allow_network:
-        code = netns.isolate(["grade", args.lab, args.submission, "--out", args.out, "--dataset", args.dataset,
-                              "--profile", args.profile])
+        code = netns.isolate(grade_argv(args))
         if code is not None:
             return code
     out = Path(args.out)
-    cards = grade(args.submission, out, dataset=args.dataset, profile=args.profile)
+    cards = grade(submission, out, dataset=args.dataset, profile=args.profile,
+                  hidden=Path(args.hidden) if args.hidden else None,
+                  course=Path(args.course).resolve() if args.course else None)
     print()
     print(format_table(cards, out))
     print(f"\nsummary: {write_summary(cards, out)}; one report.html per submission under {out}")
+    if args.course:
+        print(f"grades written to {Path(args.course) / 'gradebook.db'}: see formgrader, or run "
+              f"`nbgrader generate_feedback {args.lab}` there for feedback that includes them")
     return 0
+
+
+def grade_argv(args: argparse.Namespace) -> list[str]:
+    """The `ailab grade` arguments again, for the re-run inside the network namespace."""
+    argv = ["grade", args.lab, *([args.submission] if args.submission else []), "--out", args.out,
+            "--dataset", args.dataset, "--profile", args.profile]
+    argv += ["--hidden", args.hidden] if args.hidden else []
+    argv += ["--course", args.course] if args.course else []
+    return argv
 
 
 def cmd_course_init(args: argparse.Namespace) -> int:
     from graders.course import init_course
 
-    path = init_course(Path(args.dir))
+    path = init_course(Path(args.dir), hidden=Path(args.hidden) if args.hidden else None)
     print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
     return 0
 
@@ -103,10 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade submissions against the reference: scorecard.json + report.html each")
     p.add_argument("lab")
-    p.add_argument("submission", help="a notebook, a folder of notebooks, or the word `reference`")
+    p.add_argument("submission", nargs="?",
+                   help="a notebook, a folder of notebooks, or the word `reference` (with --course: one student id)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dataset", default="support-kb", help="support-kb, support-kb:N, cranfield, or a BEIR/SMART folder")
-    p.add_argument("--profile", default="quick", help="a profile of the lab's lab.toml: quick (default), full; observability also smoke")
+    p.add_argument("--profile", default="quick", help="a profile of the lab's lab.toml: quick (default), full, smoke (a short wiring check)")
+    p.add_argument("--hidden", metavar="DIR",
+                   help="your private hidden set and hidden tests over the shipped ones (see docs/interviewing.md)")
+    p.add_argument("--course", metavar="DIR", help="grade an nbgrader course's submitted/ notebooks and write the "
+                                                   "grades into its gradebook (formgrader, generate_feedback)")
     p.add_argument("--allow-network", action="store_true",
                    help="do not grade inside a loopback-only network namespace (the default when root)")
     p.set_defaults(func=cmd_grade)
@@ -115,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     course = p.add_subparsers(dest="course_command", required=True)
     c = course.add_parser("init", help="build an nbgrader course folder from labs/")
     c.add_argument("dir")
+    c.add_argument("--hidden", metavar="DIR", help="your own hidden tests (DIR/<lab>/nbgrader/<grade_id>.py) in place "
+                                                   "of the shipped ones")
     c.set_defaults(func=cmd_course_init)
 
     p = sub.add_parser("leaderboard", help="leaderboard.html from the scorecards under DIR; --serve keeps it live")

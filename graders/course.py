@@ -20,6 +20,7 @@ from typing import Any
 
 from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 
+from graders.engine.nbbuild import HIDDEN
 from graders.paths import LABS_DIR, REPO_ROOT, lab_dir
 
 COURSE_ID = "ailab"
@@ -136,8 +137,12 @@ def _labs() -> list[str]:
     return sorted(p.name for p in LABS_DIR.iterdir() if (p / "lab.toml").exists() and (p / "source").is_dir())
 
 
-def init_course(dest: Path, labs: list[str] | None = None) -> Path:
-    """An nbgrader course in `dest`: config, `source/<assignment>/` per lab, and each assignment generated."""
+def init_course(dest: Path, labs: list[str] | None = None, hidden: Path | None = None) -> Path:
+    """An nbgrader course in `dest`: config, `source/<assignment>/` per lab, and each assignment generated.
+    With `hidden` (an interviewer's overlay folder), its nbgrader/<grade_id>.py files replace the hidden
+    tests of those cells in the course's source notebooks (the shipped ones stay in labs/)."""
+    from graders.engine.hidden import open_overlay
+
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     write_config(dest)
@@ -147,9 +152,39 @@ def init_course(dest: Path, labs: list[str] | None = None) -> Path:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        overlay = open_overlay(hidden, lab) if hidden is not None and (Path(hidden) / lab).is_dir() else None
+        if overlay is not None and (tests := overlay.nbgrader_tests()):
+            notebook = target / Path(notebook_of(lab, tomllib.loads((lab_dir(lab) / "lab.toml").read_text())["lab"])).name
+            replace_hidden_tests(notebook, tests)
+            print(f"[course] {lab}: the hidden tests of {', '.join(sorted(tests))} are yours (--hidden)",
+                  file=sys.stderr, flush=True)
         print(f"[course] nbgrader generate_assignment {assignment} ...", file=sys.stderr, flush=True)
         run_nbgrader(dest, "generate_assignment", assignment, "--force")
     return dest
+
+
+def replace_hidden_tests(notebook: Path, tests: dict[str, str]) -> None:
+    """Put `tests[grade_id]` between the BEGIN/END HIDDEN TESTS lines of each named test cell
+    (appending such a block where a cell has none)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    for gid, code in tests.items():
+        cell = cells.get(gid)
+        meta = cell.metadata.get("nbgrader", {}) if cell is not None else {}
+        if cell is None or not meta.get("grade") or meta.get("solution"):
+            known = sorted(g for g, c in cells.items() if g and c.metadata["nbgrader"].get("grade")
+                           and not c.metadata["nbgrader"].get("solution"))
+            raise SystemExit(f"--hidden: {gid}.py names no test cell of {notebook.name}; test cells: {known}")
+        block = f"### BEGIN HIDDEN TESTS\n{code.rstrip()}\n### END HIDDEN TESTS\n"
+        found = HIDDEN.search(cell.source)
+        if found:
+            cell.source = cell.source[:found.start()] + block + cell.source[found.end():]
+        else:
+            cell.source = f"{cell.source.rstrip()}\n{block}"
+        cell.source = cell.source.rstrip("\n")
+    nbformat.write(nb, notebook)
 
 
 def generate_release(lab: str, work: Path) -> Path:

@@ -31,7 +31,7 @@ def test_grade_parses_the_documented_options() -> None:
 
 
 def test_an_unknown_profile_names_the_choices(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"no profile 'huge'; choose one of \['full', 'quick'\]"):
+    with pytest.raises(SystemExit, match=r"no profile 'huge'; choose one of \['full', 'quick', 'smoke'\]"):
         main(["grade", "rag", "reference", "--out", str(tmp_path), "--profile", "huge"])
     with pytest.raises(SystemExit, match="'full', 'quick', 'smoke'"):
         main(["grade", "observability", "reference", "--out", str(tmp_path), "--profile", "huge"])

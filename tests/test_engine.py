@@ -275,7 +275,7 @@ def test_scorecard_json_has_exactly_the_schema_keys_and_report_inlines_plots(tmp
                    "latencies": [5.0, 6.0, 9.0], "ref_latencies": [4.0, 5.0, 7.0]}
     path = card.write(tmp_path / card.slug)
     data = json.loads(path.read_text())
-    assert tuple(data) == KEYS and data["schema"] == 1 and data["score"] == 25.0
+    assert tuple(data) == KEYS and data["schema"] == 2 and data["score"] == 25.0
     assert data["parts"][1] == {"name": "performance", "points": 22.0, "max_points": 22, "detail": "clipped"}
     html = write_report(card, tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # recall@k, latency CDF, latency histogram

@@ -37,7 +37,7 @@ SOURCE = LAB / "source" / "observability" / "observability.ipynb"
 EXAMPLES = {name: LAB / "examples" / f"{name}.ipynb" for name in ("always_alert", "never_alert", "broken")}
 REFERENCE = [REPO_ROOT / "reference_systems" / "observability" / f for f in ("instrumentation.py", "detectors.py")]
 TASKS = ["1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5"]
-POINTS = {"1.1": 6, "1.2": 14, "2.1": 8, "2.2": 5, "2.3": 5, "2.4": 6, "2.5": 6}
+POINTS = {"1.1": 9, "1.2": 21, "2.1": 20, "2.2": 12, "2.3": 12, "2.4": 13, "2.5": 13}  # = the lab.toml weights they carry
 
 
 def _make_notebook():
@@ -246,6 +246,6 @@ def test_autograde_gives_the_solution_full_marks_and_each_example_its_task(cours
         auto = {s: (gb.find_submission("observability", s).code_score,
                     gb.find_submission("observability", s).max_code_score)
                 for s in ("solution", *EXAMPLES)}
-    assert auto["solution"][0] == auto["solution"][1] == 50.0, auto
-    assert auto["always_alert"][0] == auto["never_alert"][0] == 50.0 - POINTS["2.5"], auto
-    assert auto["broken"][0] == 50.0 - POINTS["1.2"], auto
+    assert auto["solution"][0] == auto["solution"][1] == 100.0, auto
+    assert auto["always_alert"][0] == auto["never_alert"][0] == 100.0 - POINTS["2.5"], auto
+    assert auto["broken"][0] == 100.0 - POINTS["1.2"], auto

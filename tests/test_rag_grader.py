@@ -75,7 +75,7 @@ def test_every_submission_gets_a_schema_exact_scorecard_and_a_report(batch: Batc
                           "hang_in_search", "wrong_types", "not_json"}
     for name in cards:
         card = json.loads((out / name / "scorecard.json").read_text())
-        assert tuple(card) == KEYS and card["schema"] == 1 and card["lab"] == "rag" and card["submission"] == name
+        assert tuple(card) == KEYS and card["schema"] == 2 and card["lab"] == "rag" and card["submission"] == name
         assert 0 <= card["score"] <= 100 and card["score"] == round(card["score"], 1)
         assert abs(sum(p["points"] for p in card["parts"]) - card["score"]) < 0.11
         assert [p["name"] for p in card["parts"]] == ["chunking", "dense_index", "hybrid_fusion", "query_expansion",

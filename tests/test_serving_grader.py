@@ -101,7 +101,7 @@ def test_reference_gets_full_marks(batch: dict) -> None:
 @pytest.mark.slow
 def test_scorecard_keys_and_report(batch: dict) -> None:
     card = batch["reference"]
-    assert tuple(card) == KEYS and card["schema"] == 1 and card["lab"] == "serving"
+    assert tuple(card) == KEYS and card["schema"] == 2 and card["lab"] == "serving"
     assert tuple(card["metrics"]) == SERVING_METRICS
     assert tuple(card["reference"]["metrics"]) == SERVING_METRICS
     assert [p["name"] for p in card["parts"]][-1] == "written"

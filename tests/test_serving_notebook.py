@@ -164,5 +164,5 @@ def test_autograde_gives_the_solution_full_marks_and_naive_fewer(tmp_path: Path)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="ailab") as gb:
         auto = {s: (gb.find_submission("serving", s).code_score, gb.find_submission("serving", s).max_code_score)
                 for s in ("solution", "naive")}
-    assert auto["solution"][0] == auto["solution"][1] == 50.0, auto
+    assert auto["solution"][0] == auto["solution"][1] == 100.0, auto
     assert auto["naive"][0] < auto["solution"][0] - 20, auto

@@ -23,7 +23,7 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     rows = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -35,7 +35,7 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _qrels(path: Path) -> Qrels:
+def read_qrels(path: Path) -> Qrels:
     qrels: Qrels = {}
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
@@ -54,8 +54,8 @@ def load_beir(folder: str | Path, name: str | None = None) -> Dataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
-    corpus = _jsonl(_need(folder / "corpus.jsonl", "the documents"))
-    queries_rows = _jsonl(_need(folder / "queries.jsonl", "the queries"))
+    corpus = read_jsonl(_need(folder / "corpus.jsonl", "the documents"))
+    queries_rows = read_jsonl(_need(folder / "queries.jsonl", "the queries"))
     qdir = folder / "qrels"
     found = {s: qdir / f"{s}.tsv" for s in ("dev", "test") if (qdir / f"{s}.tsv").is_file()}
     if "test" not in found:
@@ -68,7 +68,7 @@ def load_beir(folder: str | Path, name: str | None = None) -> Dataset:
     queries = {str(r["_id"]): str(r.get("text") or "") for r in queries_rows}
     doc_ids = {d.id for d in docs}
 
-    judged = {s: _qrels(p) for s, p in found.items()}
+    judged = {s: read_qrels(p) for s, p in found.items()}
     if "dev" not in judged:
         test = judged["test"]
         dev_ids = set(sorted(test)[::DEV_EVERY])

@@ -7,11 +7,13 @@ and shell escapes removed. Problems come back as plain-language messages, never 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 EXCLUDE_TAG = "ailab-exclude"
+_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n?", re.MULTILINE)
 
 
 @dataclass
@@ -61,8 +63,9 @@ def read_notebook(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return nb, None
 
 
-def extract_module(path: Path) -> Extracted:
-    """The candidate's code as one Python module; `.py` files are taken as they are."""
+def extract_module(path: Path, source_notebook: Path | None = None) -> Extracted:
+    """The candidate's code as one Python module; `.py` files are taken as they are. With the lab's
+    `source_notebook`, read-only cells the submission deleted are reported too."""
     if path.suffix == ".py":
         try:
             return Extracted(source=path.read_text(encoding="utf-8"))
@@ -84,6 +87,9 @@ def extract_module(path: Path) -> Extracted:
         return Extracted(errors=[f"{path.name} has no code cells to grade; did you submit the right notebook?"])
     result = Extracted(source="\n".join(chunks))
     result.warnings.extend(checksum_problems(nb))
+    source, _ = read_notebook(source_notebook) if source_notebook is not None else (None, None)
+    if source is not None:
+        result.warnings.extend(missing_cells(nb, source))
     return result
 
 
@@ -109,3 +115,46 @@ def checksum_problems(nb: dict[str, Any]) -> list[str]:
                 "its original version is what counts"
             )
     return problems
+
+
+def _text(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _graded_cells(nb: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {meta["grade_id"]: cell for cell in nb.get("cells", []) if isinstance(cell, dict)
+            and (meta := cell.get("metadata", {}).get("nbgrader", {})).get("grade_id")}
+
+
+def missing_cells(nb: dict[str, Any], source: dict[str, Any]) -> list[str]:
+    """Read-only and test cells of the lab's source notebook that the submission no longer has."""
+    have = _graded_cells(nb)
+    problems = []
+    for gid, cell in _graded_cells(source).items():
+        meta = cell["metadata"]["nbgrader"]
+        if (meta.get("locked") or _is_test_cell(cell)) and gid not in have:
+            problems.append(f"cell {gid} is read-only but was deleted from the notebook (a tampering signal; "
+                            "the grader's own checks do not depend on it)")
+    return problems
+
+
+def written_answers(path: Path, source_notebook: Path) -> list[dict[str, Any]]:
+    """The submission's hand-graded answers beside their question and the source's model answer (the rubric):
+    [{"id", "points", "question", "answer", "rubric"}]. A notebook that cannot be read gives no answers."""
+    source, _ = read_notebook(source_notebook)
+    submitted, _ = read_notebook(path) if path.suffix == ".ipynb" else (None, None)
+    if source is None:
+        return []
+    theirs = _graded_cells(submitted) if submitted else {}
+    answers, question = [], ""
+    for cell in source["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and meta.get("solution") and cell.get("cell_type") == "markdown":
+            gid = meta["grade_id"]
+            answer = _text(theirs[gid]) if gid in theirs else "(no answer cell in this submission)"
+            answers.append({"id": gid, "points": meta.get("points", 0), "question": question,
+                            "answer": answer, "rubric": _MARKERS.sub("", _text(cell)).strip()})
+        elif cell.get("cell_type") == "markdown":
+            question = _text(cell)
+    return answers

@@ -12,6 +12,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
@@ -89,18 +90,14 @@ def write_report(card: Scorecard, path: Path) -> Path:
     if extras.get("latencies") or extras.get("ref_latencies"):
         plots += latency_plot(extras.get("latencies", []), extras.get("ref_latencies", []))
         plots += latency_histogram(extras.get("latencies", []), extras.get("ref_latencies", []))
-    errors = "".join(f"<li class='err'>{e(x)}</li>" for x in card.errors) or "<li>none</li>"
-    env = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in card.environment.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
-<style>{CSS}</style></head><body>
+<style>{CSS}{SECTION_CSS}</style></head><body>
 <h1>{e(card.lab)} lab — {e(card.submission)}</h1>
 <div class="score">{card.score:g} / 100</div><p>graded in {card.duration_s:.0f} s</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Candidate vs reference</h2><div>{plots}</div>
 <table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
-<h2>Errors and integrity findings</h2><ul>{errors}</ul>
-<h2>Environment</h2><table>{env}</table>
-<h2>Interviewer notes</h2><p>(written answers are graded by hand in nbgrader's formgrader)</p>
+{closing_sections(card)}
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from graders.engine.report import CSS, _fmt, _png, plt
+from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
 FAULT, GRACE = "#4c72b0", "#a9bfe0"
@@ -136,10 +137,8 @@ def write_observability_report(card: Scorecard, path: Path) -> Path:
         f"<td>{e(str(c['detail']))}</td></tr>" for c in x.get("checks", []))
     seconds = x.get("detector_seconds", {})
     cost_rows = "".join(f"<tr><td>{e(str(n))}</td><td>{s:.2f} s</td></tr>" for n, s in seconds.items())
-    errors = "".join(f"<li class='err'><pre>{e(m)}</pre></li>" for m in card.errors) or "<li>none</li>"
-    env = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in card.environment.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
-<style>{CSS}pre{{white-space:pre-wrap;margin:0}}</style></head><body>
+<style>{CSS}{SECTION_CSS}pre{{white-space:pre-wrap;margin:0}}</style></head><body>
 <h1>{e(card.lab)} lab: {e(card.submission)}</h1>
 <p class="score">{card.score:.1f} / 100</p><p>graded in {card.duration_s:.0f} s</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
@@ -159,10 +158,7 @@ another, red ones started outside every window (false pages).</p>
 <table><tr><th>check</th><th>passed</th><th>detail</th></tr>{check_rows or "<tr><td colspan='3'>not checked</td></tr>"}</table>
 <h2>Detector cost</h2><p>Total time spent in observe() over the scenario.</p>
 <table><tr><th>detector</th><th>time</th></tr>{cost_rows or "<tr><td colspan='2'>no detectors ran</td></tr>"}</table>
-<h2>Errors and integrity findings</h2><ul>{errors}</ul>
-<h2>Environment</h2><table>{env}</table>
-<h2>Interviewer notes</h2><p>The incident report (Task 3) is graded by hand in nbgrader's formgrader; it is not part
-of the score above.</p>
+{closing_sections(card)}
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

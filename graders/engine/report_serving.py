@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from graders.engine.report import CSS, _fmt, _png, plt
+from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
 
@@ -67,10 +68,8 @@ def write_serving_report(card: Scorecard, path: Path) -> Path:
         f"<td>{_fmt(usd / (3600 * tps_c) * 1e6 if tps_c else None)}</td>"
         f"<td>{_fmt(usd / (3600 * tps_r) * 1e6 if tps_r else None)}</td></tr>"
         for d, usd in x.get("prices", {}).items())
-    errors = "".join(f"<li class='err'>{e(m)}</li>" for m in card.errors) or "<li>none</li>"
-    env = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in card.environment.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
-<style>{CSS}</style></head><body>
+<style>{CSS}{SECTION_CSS}</style></head><body>
 <h1>{e(card.lab)} lab: {e(card.submission)}</h1>
 <p class="score">{card.score:.1f} / 100</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
@@ -80,9 +79,7 @@ def write_serving_report(card: Scorecard, path: Path) -> Path:
 <h2>Cost per million output tokens</h2>
 <table><tr><th>device</th><th>USD / hour</th><th>candidate</th><th>reference</th></tr>{price_rows}</table>
 <p>USD per hour / (3600 x output tokens/s) x 10<sup>6</sup>, at the measured throughput on this machine.</p>
-<h2>Errors and integrity findings</h2><ul>{errors}</ul>
-<h2>Environment</h2><table>{env}</table>
-<h2>Interviewer notes</h2><p>(written answers are graded by hand in nbgrader's formgrader)</p>
+{closing_sections(card)}
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)

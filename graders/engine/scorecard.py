@@ -1,4 +1,7 @@
-"""The scorecard: one JSON document per graded submission (schema 1), and how it is written."""
+"""The scorecard: one JSON document per graded submission (schema 2), and how it is written.
+
+Schema 2 added `integrity`: similarity of the solution code to the reference and to the batch's other
+submissions, and the read-only cells found edited or deleted (graders.engine.integrity)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2
 KEYS = ("schema", "lab", "submission", "score", "parts", "metrics", "reference", "environment", "errors",
-        "duration_s")
+        "integrity", "duration_s")
 RAG_METRICS = ("ndcg@10", "recall@100", "mrr@10", "latency_p50_ms", "latency_p95_ms", "throughput_qps",
                "index_build_s", "index_bytes")
 
@@ -35,6 +38,7 @@ class Scorecard:
     reference: dict[str, Any] = field(default_factory=lambda: {"metrics": {}})
     environment: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    integrity: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)  # plot data for the report; not in the JSON
 
@@ -61,6 +65,7 @@ class Scorecard:
             "reference": self.reference,
             "environment": self.environment,
             "errors": self.errors,
+            "integrity": self.integrity,
             "duration_s": round(self.duration_s, 2),
         }
 

@@ -1,7 +1,7 @@
 """What every lab's grader does first: find the submissions, turn each into a module, start its process."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from graders.engine.notebook import Extracted, extract_module
@@ -9,8 +9,11 @@ from graders.engine.sandbox import Worker, WorkerError
 from graders.engine.scorecard import Scorecard
 
 
-def submissions_in(submission: str, reference: Path) -> list[tuple[str, Path]]:
-    """(name, path) pairs: one notebook or .py, every one in a folder, or the word `reference`."""
+def submissions_in(submission: str | Sequence[tuple[str, Path]], reference: Path) -> list[tuple[str, Path]]:
+    """(name, path) pairs: one notebook or .py, every one in a folder, or the word `reference`;
+    a list of (name, path) pairs (e.g. an nbgrader course's submissions by student) as it is."""
+    if not isinstance(submission, str):
+        return list(submission)
     if submission == "reference":
         return [("reference", reference)]
     path = Path(submission)
@@ -24,14 +27,14 @@ def submissions_in(submission: str, reference: Path) -> list[tuple[str, Path]]:
     return [(path.stem, path)]
 
 
-def open_submission(path: Path, card: Scorecard, start: Callable[[str], Worker],
-                    log: Callable[[str], None]) -> tuple[Worker | None, str, Extracted]:
+def open_submission(path: Path, card: Scorecard, start: Callable[[str], Worker], log: Callable[[str], None],
+                    source_notebook: Path | None = None) -> tuple[Worker | None, str, Extracted]:
     """Extract the module and start its process. Problems become scorecard errors, never exceptions.
 
-    Returns (the running worker or None, why it is None, the extraction). Integrity findings
-    (edited read-only cells) are reported in `errors` but never stop grading.
+    Returns (the running worker or None, why it is None, the extraction). Integrity findings (read-only
+    cells edited, or deleted from the lab's `source_notebook`) are reported in `errors` but never stop grading.
     """
-    extracted = extract_module(path)
+    extracted = extract_module(path, source_notebook)
     worker: Worker | None = None
     why_not = ""
     if not extracted.ok:

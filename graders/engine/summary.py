@@ -1,14 +1,16 @@
-"""The batch summary: one line per graded submission (score and first error, or "ok"), printed and in summary.csv."""
+"""The batch summary: one row per graded submission — score, points per part, integrity flags and the
+first error (or "ok") — as a pandas table printed at the end of `ailab grade` and in OUT/summary.csv."""
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from graders.engine.scorecard import Scorecard
 
-COLUMNS = ("submission", "score", "outcome", "report")
 OUTCOME_CHARS = 160
+SHOWN_OUTCOME_CHARS = 70
 
 
 def outcome(card: Scorecard) -> str:
@@ -19,26 +21,51 @@ def outcome(card: Scorecard) -> str:
     return first if len(first) <= OUTCOME_CHARS else first[: OUTCOME_CHARS - 3] + "..."
 
 
-def rows(cards: Sequence[Scorecard], out: Path) -> list[dict[str, str]]:
-    return [{"submission": c.submission, "score": f"{c.score:.1f}", "outcome": outcome(c),
-             "report": str(out / c.slug / "report.html")} for c in cards]
+def flags(card: Scorecard) -> str:
+    """Integrity signals worth a look, in a few words ('' when there are none)."""
+    integrity = card.integrity
+    review = float(integrity.get("review_at", 0.8))
+    found = []
+    if integrity.get("tampered_cells"):
+        found.append(f"{len(integrity['tampered_cells'])} read-only cell(s) changed")
+    ref = integrity.get("similarity_to_reference")
+    if ref is not None and ref >= review:
+        found.append(f"{ref:.0%} like the reference")
+    found += [f"{m['similarity']:.0%} like {m['submission']}" for m in integrity.get("most_similar", [])
+              if m["similarity"] >= review]
+    return "; ".join(found)
+
+
+def frame(cards: Sequence[Scorecard], out: Path) -> pd.DataFrame:
+    """The summary table: submission, score, the auto-graded parts' points, integrity, outcome, report."""
+    rows = []
+    for card in cards:
+        row: dict[str, object] = {"submission": card.submission, "score": f"{card.score:.1f}"}
+        row.update({p.name: f"{p.points:g}" for p in card.parts if p.max_points > 0})
+        row.update({"integrity": flags(card), "outcome": outcome(card), "report": str(out / card.slug / "report.html")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    parts = [c for c in table.columns if c not in ("submission", "score", "integrity", "outcome", "report")]
+    return table[["submission", "score", *parts, "integrity", "outcome", "report"]].fillna("")
 
 
 def write_summary(cards: Sequence[Scorecard], out: Path) -> Path:
-    """OUT/summary.csv with COLUMNS, one row per submission in grading order."""
+    """OUT/summary.csv, one row per submission in grading order."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "summary.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows(cards, out))
+    frame(cards, out).to_csv(path, index=False)
     return path
 
 
 def format_table(cards: Sequence[Scorecard], out: Path) -> str:
-    """The summary as a plain-text table for the terminal."""
-    table = rows(cards, out)
-    width = max([len("submission"), *(len(r["submission"]) for r in table)])
-    lines = [f"{'submission':<{width}}  {'score':>6}  outcome"]
-    lines += [f"{r['submission']:<{width}}  {r['score']:>6}  {r['outcome']}" for r in table]
-    return "\n".join(lines)
+    """The summary for the terminal: everything but the report paths, long outcomes cut short."""
+    table = frame(cards, out)
+    if table.empty:
+        return "(no submissions graded)"
+    shown = table.drop(columns=["report"])
+    shown["outcome"] = [o if len(o) <= SHOWN_OUTCOME_CHARS else o[: SHOWN_OUTCOME_CHARS - 3] + "..."
+                        for o in shown["outcome"]]
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", None):
+        return shown.to_string(index=False)

@@ -21,8 +21,11 @@ from typing import Any
 
 import httpx
 
+from graders.engine.batch import Batch
+from graders.engine.hidden import open_overlay
 from graders.engine.labconfig import LabConfig, Limits, ScenarioProfile, load_lab
-from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
+from graders.engine.report_observability import write_observability_report
+from graders.engine.scorecard import Scorecard, clean_metrics, environment
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.sandbox import Worker, candidate_cpu_s
 from graders.observability import conformance, detection
@@ -122,7 +125,7 @@ def score(card: Scorecard, lab: LabConfig, scenario: ScenarioProfile, run: Scena
     return extras
 
 
-def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, out: Path) -> Scorecard:
+def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, batch: Batch) -> Scorecard:
     started = time.perf_counter()
     card = Scorecard(lab="observability", submission=name)
     backend = Backend(lab).start()
@@ -133,7 +136,8 @@ def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, 
     before = Truth()
     extras: dict[str, Any] = {}
     try:
-        w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, lab, backend.url), log)
+        w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, lab, backend.url), log,
+                                        lab.notebook)
         if w is not None:
             log("waiting for the lab's backend (retriever + model server) ...")
             backend.wait_ready()
@@ -159,38 +163,30 @@ def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, 
                                    f"{w.output_tail(600)}")
             w.cleanup()
         backend.stop()
-    done = {p.name for p in card.parts}
-    for part in lab.parts.values():
-        if not part.manual and part.name not in done:
-            card.add(part.name, 0, part.weight, f"Task {part.task}: not graded: {why_not or 'see errors'}")
-    written = next(p for p in lab.parts.values() if p.manual)
-    card.parts.append(PartResult(written.name, 0.0, 0.0, f"Task {written.task}: the incident report is graded by hand "
-                                                         f"in formgrader ({written.manual_points:g} points, not part of this score)"))
-    card.total()
+    batch.complete(card, why_not)
     card.duration_s = time.perf_counter() - started
     card.reference = {"metrics": {}, "note": "scores are absolute; the reference is graded by this same code"}
-    card.environment = environment(profile=scenario.name, scenario=asdict(scenario), slo=asdict(service_config(lab)))
+    card.environment = environment(profile=scenario.name, scenario=asdict(scenario), slo=asdict(service_config(lab)),
+                                   schedule="private (--hidden)" if batch.private else "shipped")
     card.extras = extras
-    folder = out / card.slug
-    card.write(folder)
+    batch.publish(card, path, write_observability_report)
     if extras:  # the timeline behind the report, for interviewers who want to look closer
         timeline = {k: extras[k] for k in ("faults", "pages", "per_fault", "run_end", "grace_s", "checks")}
-        (folder / "timeline.json").write_text(json.dumps(timeline, indent=1, default=str))
-    from graders.engine.report_observability import write_observability_report
-
-    report = write_observability_report(card, folder / "report.html")
-    log(f"{name}: {card.score:.1f}/100 in {card.duration_s:.0f} s")
-    print(f"report: {report}", flush=True)
+        (batch.out / card.slug / "timeline.json").write_text(json.dumps(timeline, indent=1, default=str))
     return card
 
 
-def grade(submission: str, out_dir: Path, dataset: str | None = None, profile: str = "quick",
-          limits: Limits | None = None) -> list[Scorecard]:
-    """Grade a .ipynb, a .py, a folder of them, or `reference`; scorecard.json + report.html in `out_dir/<name>/`.
-    `dataset` is accepted for the CLI's sake (this lab's workload is built in)."""
-    lab = load_lab("observability")
+def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str | None = None,
+          profile: str = "quick", limits: Limits | None = None, hidden: Path | None = None,
+          course: Path | None = None) -> list[Scorecard]:
+    """Grade a .ipynb, a .py, a folder of them, `reference`, or (name, path) pairs; scorecard.json +
+    report.html in `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (this lab's workload is
+    built in; `hidden`'s lab.toml can give the fault schedule a private seed); `course` as in graders.rag.grade."""
+    overlay = open_overlay(hidden, "observability")
+    lab = load_lab("observability", overlay.lab_toml() if overlay else None)
     if limits is not None:
         lab = replace(lab, limits=limits)
     scenario = lab.scenario(profile)
-    subs = submissions_in(submission, REFERENCE)
-    return [grade_one(name, path, lab, scenario, Path(out_dir)) for name, path in subs]
+    batch = Batch.open(lab, submissions_in(submission, REFERENCE), Path(out_dir), course)
+    batch.private = bool(overlay and overlay.lab_toml())
+    return [grade_one(name, path, lab, scenario, batch) for name, path in batch]

@@ -30,6 +30,55 @@ def _run(cases: list[tuple[str, Callable[[], bool]]]) -> Check:
     return (len(cases) - len(failed)) / len(cases), "failed: " + "; ".join(failed)
 
 
+class Candidate:
+    """A submission's unit-checked functions as checks call them; each call is one call to its worker.
+
+    This is what an interviewer's hidden checks (`--hidden DIR`, DIR/rag/checks.py) receive: a function
+    per part, named after it, that returns the part's cases as (label, callable -> bool), e.g.
+
+        def chunking(sub):
+            return [("a 3-word text with max_words=2 gives 2 chunks", lambda: len(sub.chunk("a b c", 2, 0)) == 2)]
+    """
+
+    def __init__(self, w: Worker, call_s: float) -> None:
+        self.w, self.call_s = w, call_s
+
+    def chunk(self, text: str, max_words: int = 120, overlap: int = 20) -> list[str]:
+        return list(self.w.call("chunk", self.call_s, text=text, max_words=max_words, overlap=overlap))
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(self.w.call("tokenize", self.call_s, text=text))
+
+    def reciprocal_rank_fusion(self, rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
+        return [(h[0], h[1]) for h in self.w.call("rrf", self.call_s, rankings=rankings, k=k)]
+
+    def expand_query(self, query_vec: Any, feedback_vecs: Any, alpha: float = 1.0, beta: float = 0.5) -> np.ndarray:
+        return np.asarray(self.w.call("expand_query", self.call_s, query_vec=np.asarray(query_vec).tolist(),
+                                      feedback_vecs=np.asarray(feedback_vecs).tolist(), alpha=alpha, beta=beta))
+
+    def dense_search(self, kind: str, vectors: Any, queries: Any, k: int = 10, ef_search: int = 64) -> dict[str, Any]:
+        """{"ids": [[...]], "scores": [[...]]} of DenseIndex(kind) built on `vectors`, searched with `queries`."""
+        return dict(self.w.call("dense_search", self.call_s, kind=kind, vectors=np.asarray(vectors).tolist(),
+                                queries=np.asarray(queries).tolist(), k=k, ef_search=ef_search))
+
+
+def hidden_cases(cases: Any) -> Check:
+    """Run an interviewer's cases: anything a case raises (the submission's wrong types included) fails that case."""
+    failed, total = [], 0
+    for label, case in cases:
+        total += 1
+        try:
+            if not case():
+                failed.append(str(label))
+        except Exception as exc:  # noqa: BLE001 - a failing case, whatever the cause
+            failed.append(f"{label} ({type(exc).__name__}: {str(exc)[:200]})")
+    if not total:
+        return 0.0, "the interviewer's hidden checks for this part define no cases"
+    if not failed:
+        return 1.0, f"all {total} hidden checks passed"
+    return (total - len(failed)) / total, f"failed {len(failed)} of {total} hidden checks: " + "; ".join(failed)
+
+
 def chunking(w: Worker, call_s: float) -> Check:
     def chunk(text: str, max_words: int, overlap: int) -> list[str]:
         return list(w.call("chunk", call_s, text=text, max_words=max_words, overlap=overlap))

@@ -13,20 +13,23 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
 
 from graders.datasets import load_dataset
 from graders.datasets.types import Dataset, Split
+from graders.engine.batch import Batch
+from graders.engine.hidden import Overlay, open_overlay
 from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.loadgen import LoadError, run_load
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.report import write_report
 from graders.engine.sandbox import Worker, WorkerError, candidate_cpu_s
-from graders.engine.scorecard import RAG_METRICS, PartResult, Scorecard, clean_metrics, environment
+from graders.engine.scorecard import RAG_METRICS, Scorecard, clean_metrics, environment
 from graders.engine.scoring import latency_summary, ramp
 from graders.paths import REPO_ROOT
 from graders.rag import checks
@@ -72,6 +75,8 @@ class Context:
     ref: Run = field(default_factory=Run)
     dense_vectors: np.ndarray | None = None
     dense_queries: np.ndarray | None = None
+    hidden_checks: ModuleType | None = None  # the interviewer's checks.py (--hidden), run in place of ours
+    private_split: bool = False              # the hidden split is the interviewer's (--hidden)
 
 
 def start_worker(source: str, name: str, lab: LabConfig) -> Worker:
@@ -118,7 +123,8 @@ def load_rounds(cand: Worker, ctx: Context, cand_run: Run, label: str) -> None:
                 log(f"{label}: load round {r + 1}/{profile.rounds} on the {who} ({profile.users} users, "
                     f"{profile.load_seconds:.0f} s)")
                 out = run_load(worker.url, queries, seconds=profile.load_seconds, users=profile.users,
-                               spawn_rate=profile.spawn_rate, k=profile.k, workdir=Path(workdir), label=f"{who}-{r}")
+                               spawn_rate=profile.spawn_rate, k=profile.k, workdir=Path(workdir), label=f"{who}-{r}",
+                               workers=profile.workers)
                 run.samples.extend(out["samples"])
                 run.load_seconds += out["seconds"]
 
@@ -154,8 +160,12 @@ def unit_parts(card: Scorecard, ctx: Context, w: Worker | None, source: str, nam
         if w is None:
             card.add(part, 0, parts[part].weight, f"Task {parts[part].task}: not checked: {why_not}")
             continue
+        hidden = getattr(ctx.hidden_checks, part, None)
         try:
-            fraction, detail = fn(w)
+            if callable(hidden):
+                fraction, detail = checks.hidden_cases(hidden(checks.Candidate(w, call_s)))
+            else:
+                fraction, detail = fn(w)
         except WorkerError as exc:
             fraction, detail = 0.0, str(exc)
         card.add(part, fraction, parts[part].weight, f"Task {parts[part].task}: {detail}")
@@ -262,12 +272,13 @@ def answers_score(cand: Run, ctx: Context) -> tuple[float, str]:
     return fraction, detail
 
 
-def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
+def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
     """Grade one submission against the batch's reference measurements; writes its scorecard and report."""
     started = time.perf_counter()
     card = Scorecard(lab="rag", submission=name)
     cand: Run | None = None
-    w, why_not, extracted = open_submission(path, card, lambda src: start_worker(src, name, ctx.lab), log)
+    w, why_not, extracted = open_submission(path, card, lambda src: start_worker(src, name, ctx.lab), log,
+                                            ctx.lab.notebook)
     try:
         w = unit_parts(card, ctx, w, extracted.source, name, why_not)
         if w is not None:
@@ -288,55 +299,53 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
     finally:
         if w is not None:
             w.cleanup()
-    done = {p.name for p in card.parts}
-    for part in ctx.lab.parts.values():
-        if not part.manual and part.name not in done:
-            card.add(part.name, 0, part.weight, f"Task {part.task}: not graded (see errors)")
-    card.parts.append(manual_part(ctx.lab))
-    card.total()
+    batch.complete(card, why_not)
     card.duration_s = time.perf_counter() - started
     card.environment = environment(profile=ctx.profile_name, dataset=ctx.data.name, split=ctx.split.name,
-                                   queries=len(ctx.queries), documents=len(ctx.data.docs))
+                                   queries=len(ctx.queries), documents=len(ctx.data.docs),
+                                   hidden_set="private (--hidden)" if ctx.private_split else "shipped",
+                                   load=asdict(ctx.lab.profile(ctx.profile_name)), slo=ctx.lab.slo)
     card.extras = {"curve": recall_at_k_curve(cand.run, ctx.split.qrels) if cand and cand.run else {},
                    "ref_curve": recall_at_k_curve(ctx.ref.run, ctx.split.qrels),
                    "latencies": [s[1] for s in (cand.samples if cand else []) if s[2]],
                    "ref_latencies": [s[1] for s in ctx.ref.samples if s[2]]}
-    folder = ctx.out / card.slug
-    card.write(folder)
-    report = write_report(card, folder / "report.html")
-    log(f"{name}: {card.score:.1f}/100 in {card.duration_s:.0f} s")
-    print(f"report: {report}", flush=True)
+    batch.publish(card, path, write_report)
     return card
 
 
-def manual_part(lab: LabConfig) -> PartResult:
-    written = next(p for p in lab.parts.values() if p.manual)
-    return PartResult(written.name, 0.0, 0.0, f"Task {written.task}: graded by hand in formgrader "
-                                               f"({written.manual_points:g} points, not part of this score)")
-
-
-def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path) -> Context:
+def prepare(lab: LabConfig, dataset: str, split: str, profile: str, out: Path, overlay: Overlay | None = None) -> Context:
     data = load_dataset(dataset)
     chosen = data.split(split)
+    private = overlay is not None and overlay.has_split() and split == "test"
+    if private:
+        assert overlay is not None
+        queries, qrels = overlay.split({d.id for d in data.docs})
+        chosen = Split("test", queries, qrels)
     limit = lab.profile(profile).max_quality_queries
     queries = {q: t for q, t in list(chosen.queries.items())[:limit] if chosen.qrels.get(q)}
-    ctx = Context(lab=lab, data=data, split=chosen, queries=queries, profile_name=profile, out=out)
-    log(f"dataset {data.name}: {len(data.docs)} documents, {len(queries)} {split} queries; profile {profile}")
+    ctx = Context(lab=lab, data=data, split=chosen, queries=queries, profile_name=profile, out=out,
+                  private_split=private, hidden_checks=overlay.checks() if overlay else None)
+    which = "private --hidden" if private else split
+    log(f"dataset {data.name}: {len(data.docs)} documents, {len(queries)} {which} queries; profile {profile}")
     return ctx
 
 
-def grade(submission: str, out_dir: Path, dataset: str = "support-kb", profile: str = "quick",
-          split: str = "test", limits: Limits | None = None) -> list[Scorecard]:
-    """Grade a .ipynb, a .py, a folder of them, or `reference`; scorecard.json + report.html each in
-    `out_dir/<name>/`. `limits` overrides lab.toml's (tests use shorter ones)."""
-    lab = load_lab("rag")
+def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str = "support-kb",
+          profile: str = "quick", split: str = "test", limits: Limits | None = None,
+          hidden: Path | None = None, course: Path | None = None) -> list[Scorecard]:
+    """Grade a .ipynb, a .py, a folder of them, `reference`, or (name, path) pairs; scorecard.json +
+    report.html each in `out_dir/<name>/`. `limits` overrides lab.toml's (tests use shorter ones);
+    `hidden` is an interviewer's overlay folder (graders.engine.hidden); with `course`, grades also go
+    into that nbgrader course's gradebook (graders.gradebook)."""
+    overlay = open_overlay(hidden, "rag")
+    lab = load_lab("rag", overlay.lab_toml() if overlay else None)
     if limits is not None:
         lab = replace(lab, limits=limits)
     subs = submissions_in(submission, REFERENCE)
-    ctx = prepare(lab, dataset, split, profile, Path(out_dir))
-    ref_source = (REPO_ROOT / "reference_systems" / "rag" / "submission.py").read_text()
+    ctx = prepare(lab, dataset, split, profile, Path(out_dir), overlay)
+    batch = Batch.open(lab, subs, Path(out_dir), course)
     log("starting the reference worker ...")
-    ctx.reference = start_worker(ref_source, "reference", lab)
+    ctx.reference = start_worker(REFERENCE.read_text(), "reference", lab)
     try:
         ctx.ref = measure(ctx.reference, ctx, "reference")
         if ctx.ref.failed_queries:  # the grading environment is broken; grading anyone against it would mislead
@@ -345,6 +354,6 @@ def grade(submission: str, out_dir: Path, dataset: str = "support-kb", profile: 
         ctx.dense_vectors = np.asarray(ctx.reference.call("embed", 600, texts=texts), dtype=np.float32)
         qtexts = list(ctx.data.split("dev").queries.values())[:DENSE_CHECK_QUERIES]
         ctx.dense_queries = np.asarray(ctx.reference.call("embed", 120, texts=qtexts), dtype=np.float32)
-        return [grade_one(name, path, ctx) for name, path in subs]
+        return [grade_one(name, path, ctx, batch) for name, path in batch]
     finally:
         ctx.reference.cleanup()

@@ -19,15 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from graders.engine.batch import Batch
+from graders.engine.hidden import open_overlay
 from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.sandbox import Worker, candidate_cpu_s
-from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
+from graders.engine.scorecard import Scorecard, clean_metrics, environment
 from graders.engine.scoring import ramp
 from graders.paths import REPO_ROOT
 from graders.serving import checks
 from graders.serving.client import Result, drive, prompt_corpus, summarize, workload
 from graders.serving.host import HEALTH_PATH
+from graders.engine.report_serving import write_serving_report
 from reference_systems.serving.model import model_dir
 
 SERVING_METRICS = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p95_ms", "e2e_p95_ms", "output_tokens_per_s",
@@ -58,6 +61,7 @@ class Context:
     tokenizer: Any
     corpus_ids: list[int]
     usd_per_hour: float
+    private: bool = False  # the workload comes from an interviewer's --hidden lab.toml
     reference: Worker | None = None
     expected: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int = 0
@@ -179,12 +183,12 @@ def score_load(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | Non
              f"none at >= {lat.zero_at_ratio})")
 
 
-def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
+def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
     started = time.perf_counter()
     card = Scorecard(lab="serving", submission=name)
     parts = ctx.lab.parts
     cand_load = ref_load = None
-    w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab), log)
+    w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab), log, ctx.lab.notebook)
     try:
         results = run_checks(w, ctx, card) if w is not None else {n: (0.0, f"not checked: {why_not}") for n in FUNCTIONAL}
         for pname in FUNCTIONAL:
@@ -209,21 +213,14 @@ def grade_one(name: str, path: Path, ctx: Context) -> Scorecard:
                 card.errors.append(f"the submission's server exited (code {w.proc.returncode}); last output:\n"
                                    f"{w.output_tail(600)}")
             w.cleanup()
-    done = {p.name for p in card.parts}
-    for part in parts.values():
-        if not part.manual and part.name not in done:
-            card.add(part.name, 0, part.weight, f"Task {part.task}: not graded (see errors)")
-    written = next(p for p in parts.values() if p.manual)
-    card.parts.append(PartResult(written.name, 0.0, 0.0, f"Task {written.task}: graded by hand in formgrader "
-                                                         f"({written.manual_points:g} points, not part of this score)"))
-    card.total()
+    batch.complete(card, why_not)
     finish(card, ctx, cand_load, ref_load, time.perf_counter() - started)
+    batch.publish(card, path, write_serving_report)
     return card
 
 
 def finish(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, seconds: float) -> None:
-    from graders.engine.report_serving import write_serving_report
-
+    """The card's metrics (at the profile's top rate), environment with the price table, and plot data."""
     profile = ctx.lab.load_profile(ctx.profile_name)
     top = max(profile.rates)
     card.metrics = clean_metrics(cand.summaries[top], SERVING_METRICS) if cand else {}
@@ -232,17 +229,13 @@ def finish(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, s
     prices = ctx.lab.raw.get("prices", {})
     card.environment = environment(profile=ctx.profile_name, rates=profile.rates, metrics_rate=top,
                                    duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=prices.get("device"),
-                                   usd_per_hour=ctx.usd_per_hour)
+                                   usd_per_hour=ctx.usd_per_hour, price_table=prices.get("usd_per_hour", {}),
+                                   workload="private (--hidden)" if ctx.private else "shipped")
     card.extras = {"rates": profile.rates, "prices": prices.get("usd_per_hour", {}),
                    "candidate": {r: s for r, s in cand.summaries.items()} if cand else {},
                    "reference": {r: s for r, s in ref.summaries.items()} if ref else {},
                    "ttft": [r.ttft * 1e3 for r in (cand.results[top] if cand else []) if r.ok],
                    "ref_ttft": [r.ttft * 1e3 for r in (ref.results[top] if ref else []) if r.ok]}
-    folder = ctx.out / card.slug
-    card.write(folder)
-    report = write_serving_report(card, folder / "report.html")
-    log(f"{card.submission}: {card.score:.1f}/100 in {seconds:.0f} s")
-    print(f"report: {report}", flush=True)
 
 
 def prepare_reference(ctx: Context) -> None:
@@ -260,11 +253,14 @@ def prepare_reference(ctx: Context) -> None:
     ctx.prompt_tokens = len(ctx.tokenizer(checks.PROMPT).input_ids)
 
 
-def grade(submission: str, out_dir: Path, dataset: str | None = None, profile: str = "quick",
-          limits: Limits | None = None) -> list[Scorecard]:
-    """Grade a .ipynb, a .py, a folder of them, or `reference`; scorecard.json + report.html each in
-    `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (this lab's workload is built in)."""
-    lab = load_lab("serving")
+def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str | None = None,
+          profile: str = "quick", limits: Limits | None = None, hidden: Path | None = None,
+          course: Path | None = None) -> list[Scorecard]:
+    """Grade a .ipynb, a .py, a folder of them, `reference`, or (name, path) pairs; scorecard.json +
+    report.html each in `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (this lab's workload
+    is built in; `hidden`'s lab.toml can give it a private seed); `course` as in graders.rag.grade."""
+    overlay = open_overlay(hidden, "serving")
+    lab = load_lab("serving", overlay.lab_toml() if overlay else None)
     if limits is not None:
         lab = replace(lab, limits=limits)
     lab.load_profile(profile)
@@ -273,10 +269,11 @@ def grade(submission: str, out_dir: Path, dataset: str | None = None, profile: s
     usd = float(prices.get("usd_per_hour", {}).get(prices.get("device", ""), 0.0))
     tok, corpus_ids = prompt_corpus()
     ctx = Context(lab=lab, profile_name=profile, out=Path(out_dir), tokenizer=tok, corpus_ids=corpus_ids,
-                  usd_per_hour=usd)
+                  usd_per_hour=usd, private=bool(overlay and overlay.lab_toml()))
+    batch = Batch.open(lab, subs, Path(out_dir), course)
     try:
         prepare_reference(ctx)
-        return [grade_one(name, path, ctx) for name, path in subs]
+        return [grade_one(name, path, ctx, batch) for name, path in batch]
     finally:
         if ctx.reference is not None:
             ctx.reference.cleanup()
