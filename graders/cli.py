@@ -98,8 +98,12 @@ def grade_argv(args: argparse.Namespace) -> list[str]:
 
 def cmd_course_init(args: argparse.Namespace) -> int:
     from graders.course import init_course
+    from graders.engine.hidden import HiddenError
 
-    path = init_course(Path(args.dir), hidden=Path(args.hidden) if args.hidden else None)
+    try:
+        path = init_course(Path(args.dir), hidden=Path(args.hidden) if args.hidden else None)
+    except HiddenError as exc:
+        raise SystemExit(f"--hidden: {exc}") from None
     print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
     return 0
 

@@ -210,6 +210,35 @@ def test_serving_a_slowloris_server_a_crash_mid_load_and_malformed_sse_are_bound
         assert fraction == 0.0 and "[DONE]" in detail
 
 
+@pytest.mark.slow
+def test_a_server_that_answers_without_end_is_read_only_up_to_the_limits() -> None:
+    from graders.serving import checks, wire
+
+    with _host((FIX / "flood_server.py").read_text()) as w:
+        started = time.monotonic()
+        status, body = checks.completion(w.url, 20, prompt="hi", max_tokens=2)
+        assert status == 200 and body is None, "a reply cut at the limit is not JSON"
+        status, lines = checks.read_stream(w.url, "/v1/completions", 20, {"prompt": "hi", "max_tokens": 2, "stream": True})
+        assert lines == [f"<grader: a line of the stream passed {wire.MAX_LINE >> 20} MiB>"]
+        fraction, detail = checks.metrics_endpoint(w.url, 20)
+        assert fraction < 1 and "not Prometheus text format" in detail
+        assert time.monotonic() - started < 30
+
+
+def test_a_flood_of_alerts_or_spans_from_the_assistant_is_cut_or_refused() -> None:
+    from graders.observability.scenario import MAX_ALERTS, MAX_DETECTORS, _alerts, _records
+
+    flood = {f"d{i}": [["k" * 10_000, "retriever", "x" * 10**6]] * 1000 for i in range(200)}
+    alerts = _alerts(flood)
+    assert len(alerts) == MAX_DETECTORS and all(len(a) == MAX_ALERTS for a in alerts.values())
+    first = alerts["d0"][0]
+    assert (len(first.kind), first.component, len(first.detail)) == (80, "retriever", 200)
+    with pytest.raises(WorkerError, match="alerts are not an object"):
+        _alerts(["not", "a", "dict"])
+    with pytest.raises(WorkerError, match="malformed span"):
+        _records([{"name": "x"}], 0.0)
+
+
 # ------------------------------------------------------------------ one hostile batch through the CLI
 
 

@@ -13,6 +13,7 @@ See docs/threat-model.md.
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -32,12 +33,29 @@ from graders.engine.sandbox_user import (NPROC, _become, _die_with_parent, _is_t
                                          _open_model_cache, _sweep_tmp, sandbox_identity)
 
 MAX_READBACK = 1024 * 1024  # bytes of worker stderr/stdout ever read back
+MAX_REPLY = 64 * 1024 * 1024  # bytes of one reply from a submission's process
 FILE_MB = 256  # largest file (and log) a submission may write
 CPU_S = 3600.0  # default CPU-seconds of a worker; the reference worker serves a whole batch's load rounds
 
 
 class WorkerError(RuntimeError):
     """The submission could not answer: it crashed, hung, or broke the protocol."""
+
+
+class OversizedReply(WorkerError):
+    """A reply from the submission's process was larger than the grader reads."""
+
+
+def read_bounded(client: httpx.Client, method: str, url: str, limit: int, **kwargs: Any) -> tuple[int, bytes]:
+    """(status, body) of one request to a submission's process, reading at most `limit` bytes of body:
+    an endless or gigabyte reply raises OversizedReply instead of filling the grader's memory."""
+    with client.stream(method, url, **kwargs) as reply:
+        body = bytearray()
+        for chunk in reply.iter_raw():
+            body += chunk
+            if len(body) > limit:
+                raise OversizedReply(f"{method} {url}: more than {limit} bytes")
+        return reply.status_code, bytes(body)
 
 
 def free_port() -> int:
@@ -202,7 +220,11 @@ class Worker:
             raise WorkerError(f"{what} was not called: the submission's process is no longer running "
                               "(it crashed or was stopped earlier)")
         try:
-            reply = self.client.post("/call", json={"fn": fn, "args": args}, timeout=timeout_s)
+            status, body = read_bounded(self.client, "POST", "/call", MAX_REPLY, json={"fn": fn, "args": args},
+                                        timeout=timeout_s)
+        except OversizedReply:
+            raise WorkerError(f"{what} returned more than {MAX_REPLY >> 20} MiB of data; return only what the "
+                              "interface asks for") from None
         except httpx.TimeoutException:
             self.stop()
             raise WorkerError(f"{what} did not finish within {timeout_s:.0f} s; the submission's process was stopped. "
@@ -212,12 +234,12 @@ class Worker:
             raise WorkerError(f"{what}: the submission's process died ({self.exit_reason()}; {exc}); out of memory, "
                               f"too many processes or a crash in native code? Last output:\n{self.output_tail(600)}"
                               ) from None
-        if len(reply.content) > 64 * 1024 * 1024:
-            raise WorkerError(f"{what} returned more than 64 MiB of data; return only what the interface asks for")
         try:
-            payload = reply.json()
+            payload = json.loads(body)
         except ValueError:
-            raise WorkerError(f"{what}: the worker sent a reply that is not JSON (status {reply.status_code})") from None
+            raise WorkerError(f"{what}: the worker sent a reply that is not JSON (status {status})") from None
+        if not isinstance(payload, dict):
+            raise WorkerError(f"{what}: the worker's reply is not a JSON object (status {status})")
         if not payload.get("ok"):
             raise WorkerError(explain(f"{what} raised {payload.get('error')}"))
         return payload["result"]

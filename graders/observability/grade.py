@@ -27,7 +27,7 @@ from graders.engine.labconfig import LabConfig, Limits, ScenarioProfile, load_la
 from graders.engine.report_observability import write_observability_report
 from graders.engine.scorecard import Scorecard, clean_metrics, environment
 from graders.engine.submissions import open_submission, submissions_in
-from graders.engine.sandbox import Worker, candidate_cpu_s
+from graders.engine.sandbox import MAX_REPLY, OversizedReply, Worker, candidate_cpu_s, read_bounded
 from graders.observability import conformance, detection
 from graders.observability.interface import ServiceConfig
 from graders.observability.records import Truth
@@ -58,11 +58,14 @@ def start_host(source: str, name: str, lab: LabConfig, backend_url: str) -> Work
 def smoke(w: Worker, lab: LabConfig) -> str | None:
     """None when one question gets an answer on a healthy system, else why not (for the candidate)."""
     try:
-        reply = w.client.post("/ask", json={"query": SMOKE_QUERY}, timeout=lab.limits.check_s)
+        status, body = read_bounded(w.client, "POST", "/ask", MAX_REPLY, json={"query": SMOKE_QUERY},
+                                    timeout=lab.limits.check_s)
+    except OversizedReply:
+        return f"POST /ask answered more than {MAX_REPLY >> 20} MiB on a healthy system"
     except httpx.HTTPError as exc:
         return f"POST /ask did not answer within {lab.limits.check_s:g} s on a healthy system ({type(exc).__name__})"
-    if reply.status_code != 200:
-        return (f"POST /ask failed on a healthy system (HTTP {reply.status_code}: {reply.text[:300]}); "
+    if status != 200:
+        return (f"POST /ask failed on a healthy system (HTTP {status}: {body[:300].decode(errors='replace')}); "
                 "the handler must return an Answer; see the assistant's output below")
     return None
 
@@ -170,7 +173,7 @@ def grade_one(name: str, path: Path, lab: LabConfig, scenario: ScenarioProfile, 
                                    schedule="private (--hidden)" if batch.private else "shipped")
     card.extras = extras
     batch.publish(card, path, write_observability_report)
-    if extras:  # the timeline behind the report, for interviewers who want to look closer
+    if "faults" in extras:  # the timeline behind the report, for interviewers who want to look closer
         timeline = {k: extras[k] for k in ("faults", "pages", "per_fault", "run_end", "grace_s", "checks")}
         (batch.out / card.slug / "timeline.json").write_text(json.dumps(timeline, indent=1, default=str))
     return card

@@ -6,6 +6,7 @@ their alerts with the tick's time. The detectors never see the schedule: only te
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,13 +16,15 @@ from typing import Any
 import httpx
 
 from graders.engine.labconfig import LabConfig, ScenarioProfile
-from graders.engine.sandbox import Worker, WorkerError
+from graders.engine.sandbox import MAX_REPLY, OversizedReply, Worker, WorkerError, read_bounded
 from graders.observability.interface import Alert, SpanRecord
 from graders.observability.records import Fault, Truth
 from graders.observability.system import Backend, parse_metrics, schedule, workload
 from graders.observability.traffic import Traffic, TrafficSpec
 
 TICK_S = 1.0
+MAX_SPANS_PER_TICK = 20_000  # far above what ~8 requests/s make; a flood is cut, not stored
+MAX_DETECTORS, MAX_ALERTS = 50, 50  # per tick: detectors read back, alerts per detector
 
 
 def log(message: str) -> None:
@@ -43,26 +46,79 @@ class ScenarioRun:
     problems: list[str] = field(default_factory=list)
 
 
-def _records(spans: list[dict[str, Any]], t0: float) -> list[SpanRecord]:
+def _records(spans: Any, t0: float) -> list[SpanRecord]:
+    """SpanRecords of drained spans; WorkerError when the submission's process sent something else."""
+    if not isinstance(spans, list):
+        raise WorkerError("the assistant's telemetry drain did not return a list of spans")
     out = []
-    for s in spans:
-        start, end = s.pop("start_ns"), s.pop("end_ns")
-        out.append(SpanRecord(start=start / 1e9 - t0, end=(end or start) / 1e9 - t0, **s))
+    try:
+        for s in spans[:MAX_SPANS_PER_TICK]:
+            start, end = s.pop("start_ns"), s.pop("end_ns")
+            out.append(SpanRecord(start=start / 1e9 - t0, end=(end or start) / 1e9 - t0, **s))
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise WorkerError(f"the assistant's telemetry drain sent a malformed span ({type(exc).__name__}: {exc})") from None
     return out
+
+
+def _get(worker: Worker, method: str, path: str, timeout_s: float) -> tuple[int, bytes]:
+    """One bounded request to the submission's process (it could answer with gigabytes)."""
+    try:
+        return read_bounded(worker.client, method, path, MAX_REPLY, timeout=timeout_s)
+    except OversizedReply:
+        raise WorkerError(f"{method} {path} answered more than {MAX_REPLY >> 20} MiB") from None
+    except httpx.TimeoutException:
+        raise WorkerError(f"{method} {path} did not answer within {timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise WorkerError(f"{method} {path} failed ({type(exc).__name__})") from None
+
+
+def drain(worker: Worker, t0: float) -> tuple[list[SpanRecord], dict[str, Any], str]:
+    """(the spans finished since the last drain, the host's ground truth, the /metrics text)."""
+    _, body = _get(worker, "POST", "/__ailab__/telemetry", 10)
+    try:
+        drained = json.loads(body)
+        truth = drained["truth"]
+        spans = _records(drained["spans"], t0)
+    except (ValueError, KeyError, TypeError):
+        raise WorkerError("the assistant's telemetry drain did not answer {\"spans\": [...], \"truth\": {...}}") from None
+    if not isinstance(truth, dict):
+        raise WorkerError("the assistant's telemetry drain sent truth that is not an object")
+    _, text = _get(worker, "GET", "/metrics", 5)
+    return spans, truth, text.decode(errors="replace")
+
+
+def _alerts(raw: Any) -> dict[str, list[Alert]]:
+    """Every detector's alerts of one tick, as strings of bounded length and count."""
+    if not isinstance(raw, dict):
+        raise WorkerError("the detect call's alerts are not an object")
+    alerts = {}
+    for name, raised in list(raw.items())[:MAX_DETECTORS]:
+        if not isinstance(raised, list):
+            raise WorkerError(f"detector {str(name)[:80]!r}'s alerts are not a list")
+        alerts[str(name)[:80]] = [Alert(str(a[0])[:80], str(a[1])[:80], str(a[2])[:200])
+                                  for a in raised[:MAX_ALERTS] if isinstance(a, list) and len(a) == 3]
+    return alerts
 
 
 def detect(worker: Worker, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One tick of every detector; WorkerError when they hang, crash the process or answer nonsense."""
     try:
-        reply = worker.client.post("/__ailab__/detect", json=payload, timeout=timeout_s)
-        body = reply.json()
+        status, raw = read_bounded(worker.client, "POST", "/__ailab__/detect", MAX_REPLY, json=payload,
+                                   timeout=timeout_s)
+        body = json.loads(raw)
     except httpx.TimeoutException:
         raise WorkerError(f"observe() did not return within {timeout_s:g} s (limits.call_s in lab.toml); "
                           "keep each tick's work small") from None
+    except OversizedReply:
+        raise WorkerError(f"the detectors answered more than {MAX_REPLY >> 20} MiB in one tick") from None
     except (httpx.HTTPError, ValueError) as exc:
         raise WorkerError(f"the assistant's process did not answer ({type(exc).__name__})") from None
-    if reply.status_code != 200 or not isinstance(body, dict) or "alerts" not in body:
-        raise WorkerError(f"the detect call failed with HTTP {reply.status_code}")
+    if status != 200 or not isinstance(body, dict) or "alerts" not in body:
+        raise WorkerError(f"the detect call failed with HTTP {status}")
+    body["alerts"] = _alerts(body["alerts"])
+    for key in ("errors", "seconds"):
+        if not isinstance(body.get(key), dict):
+            body[key] = {}
     return body
 
 
@@ -74,7 +130,8 @@ def overhead_phase(worker: Worker, scenario: ScenarioProfile, workdir: Path) -> 
                        users=scenario.users, t0=time.time(), label="overhead", alternate=True, seed=scenario.seed + 1)
     samples = Traffic(spec, workdir).start().wait()
     before = Truth()
-    before.extend(worker.client.post("/__ailab__/telemetry", timeout=10).json()["truth"])  # the scenario starts empty
+    _, truth, _ = drain(worker, time.time())  # the scenario starts empty; these requests' spans are not scored
+    before.extend(truth)
     return samples, before
 
 
@@ -102,15 +159,13 @@ def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: Sce
                     backend.switch(f.name, should)
                 (active.add if should else active.discard)(f.name)
             try:
-                drained = worker.client.post("/__ailab__/telemetry", timeout=10).json()
-                text = worker.client.get("/metrics", timeout=5).text
-            except Exception as exc:  # noqa: BLE001 - the submission's process is gone or wedged
-                run.problems.append(f"at t={now:.0f} s the assistant stopped answering ({type(exc).__name__}); "
+                spans, truth, text = drain(worker, t0)
+            except WorkerError as exc:  # the submission's process is gone, wedged or answering nonsense
+                run.problems.append(f"at t={now:.0f} s the assistant stopped answering ({exc}); "
                                     "the scenario ended early")
                 break
-            spans = _records(drained["spans"], t0)
             run.spans.extend(spans)
-            run.truth.extend(drained["truth"])
+            run.truth.extend(truth)
             run.metrics_text = text
             assistant, bad = parse_metrics(text)
             if bad and not any("/metrics" in p for p in run.problems):
@@ -126,12 +181,12 @@ def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: Sce
                     run.problems.append(f"at t={now:.0f} s the detectors stopped: {exc}")
                     detectors_alive = False
                     reply = {"alerts": {}, "errors": {}, "seconds": {}}
-                for name, raised in reply["alerts"].items():
-                    alerts[name] = [Alert(k, c, d) for k, c, d in raised]
-                for name, err in reply["errors"].items():
-                    run.detector_errors.setdefault(name, f"at t={now:.0f} s: {err}")
-                for name, secs in reply["seconds"].items():
-                    run.detector_seconds[name] = run.detector_seconds.get(name, 0.0) + secs
+                alerts = reply["alerts"]
+                for name, err in list(reply["errors"].items())[:MAX_DETECTORS]:
+                    run.detector_errors.setdefault(str(name)[:80], f"at t={now:.0f} s: {str(err)[:500]}")
+                for name, secs in list(reply["seconds"].items())[:MAX_DETECTORS]:
+                    if isinstance(secs, (int, float)):
+                        run.detector_seconds[str(name)[:80]] = run.detector_seconds.get(str(name)[:80], 0.0) + secs
             run.ticks.append((now, alerts))
             if tick % 10 == 0:
                 firing = sorted({f"{n}:{a.component}" for n, al in alerts.items() for a in al})
@@ -148,10 +203,9 @@ def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: Sce
             traffic.stop()
             run.problems.append(f"the load generator failed: {exc}")
         try:  # requests that finished after the last tick
-            drained = worker.client.post("/__ailab__/telemetry", timeout=10).json()
-            run.spans.extend(_records(drained["spans"], t0))
-            run.truth.extend(drained["truth"])
-            run.metrics_text = worker.client.get("/metrics", timeout=5).text
-        except Exception:  # noqa: BLE001 - the process is gone: conformance uses what was collected
+            spans, truth, run.metrics_text = drain(worker, t0)
+            run.spans.extend(spans)
+            run.truth.extend(truth)
+        except WorkerError:  # the process is gone: conformance uses what was collected
             pass
     return run

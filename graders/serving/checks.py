@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from graders.serving import wire
+
 PROMPT = "The def statement defines a function. A function definition is"
 CHAT = [{"role": "user", "content": "What does the with statement do?"}]
 
@@ -38,21 +40,21 @@ class Tally:
         return (self.passed / self.total if self.total else 0.0), detail
 
 
-def _json(r: httpx.Response) -> Any:
+def _json(body: bytes) -> Any:
     try:
-        return r.json()
+        return json.loads(body)
     except ValueError:
         return None
 
 
 def completion(url: str, t: float, **body: Any) -> tuple[int, Any]:
-    r = httpx.post(url + "/v1/completions", json={"model": "tiny-gpt2", **body}, timeout=t)
-    return r.status_code, _json(r)
+    status, raw = wire.fetch("POST", url + "/v1/completions", t, json={"model": "tiny-gpt2", **body})
+    return status, _json(raw)
 
 
 def chat(url: str, t: float, **body: Any) -> tuple[int, Any]:
-    r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny-gpt2", **body}, timeout=t)
-    return r.status_code, _json(r)
+    status, raw = wire.fetch("POST", url + "/v1/chat/completions", t, json={"model": "tiny-gpt2", **body})
+    return status, _json(raw)
 
 
 def probe(url: str, t: float) -> str | None:
@@ -112,14 +114,16 @@ def read_stream(url: str, path: str, t: float, body: dict[str, Any]) -> tuple[in
     deadline = time.monotonic() + t
     with httpx.stream("POST", url + path, json={"model": "tiny-gpt2", **body}, timeout=t) as r:
         if r.status_code != 200:
-            r.read()
             return r.status_code, []
-        for line in r.iter_lines():
-            if line.strip():
-                lines.append(line)
-            if time.monotonic() > deadline:
-                lines.append("<grader: timed out>")
-                break
+        try:
+            for line in wire.lines(r):
+                if line.strip():
+                    lines.append(line)
+                if time.monotonic() > deadline:
+                    lines.append("<grader: timed out>")
+                    break
+        except wire.WireError as exc:
+            lines.append(f"<grader: {exc}>")
     return r.status_code, lines
 
 
@@ -183,7 +187,7 @@ async def _flood(url: str, n: int, t: float) -> list[tuple[int, str | None]]:
             try:
                 async with asyncio.timeout(t), client.stream("POST", "/v1/completions", json=body) as r:
                     if r.status_code == 200:
-                        async for _ in r.aiter_lines():  # the first event: the request was admitted
+                        async for _ in wire.alines(r):  # the first event: the request was admitted
                             break
                     return r.status_code, r.headers.get("retry-after")
             except (TimeoutError, httpx.TimeoutException):
@@ -216,7 +220,7 @@ def running_gauge(url: str, t: float) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        text = httpx.get(url + "/metrics", timeout=t).text
+        text = wire.fetch("GET", url + "/metrics", t)[1].decode(errors="replace")
         for family in text_string_to_metric_families(text):
             if family.type == "gauge" and "running" in family.name and family.samples:
                 return float(family.samples[0].value)
@@ -249,7 +253,7 @@ async def _open_and_drop(url: str, n: int, t: float, max_tokens: int) -> int:
             body = {"model": "tiny-gpt2", "prompt": f"{i} {PROMPT}", "max_tokens": max_tokens, "ignore_eos": True,
                     "stream": True}
             async with client.stream("POST", "/v1/completions", json=body) as r:
-                async for line in r.aiter_lines():
+                async for line in wire.alines(r):
                     if line.strip():  # any event: framing is the streaming part's business, not this one's
                         started += 1
                         return  # leaving the block closes the connection mid-stream
@@ -287,11 +291,11 @@ def metrics_endpoint(url: str, t: float) -> tuple[float, str]:
     from prometheus_client.parser import text_string_to_metric_families
 
     tally = Tally()
-    r = httpx.get(url + "/metrics", timeout=t)
-    if not tally.check(r.status_code == 200, f"GET /metrics answered HTTP {r.status_code}"):
+    status, raw = wire.fetch("GET", url + "/metrics", t)
+    if not tally.check(status == 200, f"GET /metrics answered HTTP {status}"):
         return tally.result("Prometheus /metrics")
     try:
-        families = list(text_string_to_metric_families(r.text))
+        families = list(text_string_to_metric_families(raw.decode(errors="replace")))
     except Exception as exc:  # noqa: BLE001 - the parser raises several types on bad text
         tally.check(False, f"not Prometheus text format ({type(exc).__name__}: {str(exc)[:120]})")
         return tally.result("Prometheus /metrics")

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from graders.serving import wire
+
 
 @dataclass
 class Result:
@@ -74,9 +76,8 @@ async def one(client: httpx.AsyncClient, res: Result, prompt: str, max_tokens: i
             res.status = r.status_code
             if r.status_code != 200:
                 res.error = f"HTTP {r.status_code}"
-                await r.aread()
                 return
-            async for line in r.aiter_lines():
+            async for line in wire.alines(r):
                 if not line.startswith("data: "):
                     continue
                 now, data = time.perf_counter(), line[6:]
