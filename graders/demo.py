@@ -31,8 +31,8 @@ def run_demo(out: Path, profile: str = "quick") -> int:
         for submission, prof in (("reference", profile), (str(examples), examples_profile)):
             for card in grade(submission, out / lab, profile=prof):
                 rows.append((lab, card.submission, card.score, out / lab / card.slug / "report.html"))
-    print("\nlab       submission                        score   report")
+    print(f"\n{'lab':<13} {'submission':<24} {'score':>6}   report")
     for lab, name, score, report in rows:
-        print(f"{lab:<9} {name:<32} {score:6.1f}   {report}")
+        print(f"{lab:<13} {name:<24} {score:6.1f}   {report}")
     print(f"\nscorecards and reports are under {out.resolve()}")
     return 0
