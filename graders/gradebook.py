@@ -14,7 +14,6 @@ nbgrader's own autograde may run before; ailab's scores replace its auto scores 
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +177,3 @@ def course_submissions(course: Path, lab: LabConfig) -> list[tuple[str, Path]]:
         raise SystemExit(f"no submissions of {assignment!r} in {root} (expected {root}/<student>/{assignment}/"
                          f"{lab.notebook.name}; `nbgrader collect` or the exchange puts them there)")
     return found
-
-
-def log(message: str) -> None:
-    print(f"[gradebook] {message}", file=sys.stderr, flush=True)

@@ -199,3 +199,54 @@ def test_the_summary_flags_the_identical_submissions(course: dict) -> None:
     assert rows["carol"]["integrity"] == "" and rows["alice"]["chunking"] == "6"
     assert "[3/3] grading carol" in course["done"].stderr, "batch progress is shown"
     assert course["cards"]["alice"]["integrity"]["most_similar"][0] == {"submission": "bob", "similarity": 1.0}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_formgrader_shows_the_grades(course: dict, tmp_path: Path) -> None:
+    """A real Jupyter server with nbgrader's formgrader, on the course folder, serves the same totals."""
+    import secrets
+    import time
+
+    import httpx
+
+    token, port = secrets.token_hex(16), _free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+           "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--ip", "127.0.0.1",
+                                   "--port", str(port), "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
+                                   f"--ServerApp.root_dir={course['root']}", "--allow-root"],
+                                  cwd=course["root"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"token {token}"},
+                          timeout=30) as api:
+            deadline = time.monotonic() + 90
+            while True:
+                assert server.poll() is None, log.read_text()[-3000:]
+                try:
+                    reply = api.get("/formgrader/api/submissions/rag")
+                    if reply.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"formgrader did not answer: {log.read_text()[-3000:]}"
+                time.sleep(0.5)
+            shown = {s["student"]: s for s in reply.json()}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert set(shown) == {"alice", "bob", "carol"}
+    alice = shown["alice"]  # autograded by nbgrader, then graded by ailab
+    assert alice["autograded"] and alice["code_score"] == pytest.approx(course["cards"]["alice"]["score"], abs=0.06)
+    assert alice["written_score"] == 4.0
+    # formgrader lists a submission's scores only once nbgrader's autograde has run on it
+    assert not shown["bob"]["autograded"] and not shown["carol"]["autograded"]
