@@ -72,7 +72,7 @@ class Batch:
         finding = self.findings.get(card.submission)
         if finding is not None:
             card.integrity.update(finding.to_json())
-        card.integrity["tampered_cells"] = [e for e in card.errors if "read-only but was" in e]
+        card.integrity.setdefault("tampered_cells", [])
         card.extras["written"] = written_answers(path, self.lab.notebook)
         if self.course is not None:
             self._to_gradebook(card)

@@ -48,4 +48,5 @@ def open_submission(path: Path, card: Scorecard, start: Callable[[str], Worker],
             why_not = f"the submission could not be loaded: {exc}"
             card.errors.append(why_not)
     card.errors.extend(extracted.warnings)
+    card.integrity["tampered_cells"] = list(extracted.warnings)  # edited or deleted read-only cells
     return worker, why_not, extracted
