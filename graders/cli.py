@@ -48,8 +48,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         overlay = open_overlay(args.hidden, args.lab)
         lab = load_lab(args.lab, overlay.lab_toml() if overlay else None)
-    except (HiddenError, ValueError) as exc:
-        raise SystemExit(f"--hidden: {exc}") from None
+    except HiddenError as exc:  # its message names the folder
+        raise SystemExit(str(exc)) from None
+    except ValueError as exc:  # a lab.toml, shipped or merged with the --hidden one, that does not fit
+        raise SystemExit(str(exc)) from None
     known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
     if args.profile not in known:
         raise SystemExit(f"lab {args.lab!r} has no profile {args.profile!r}; choose one of {sorted(known)}")
@@ -103,7 +105,7 @@ def cmd_course_init(args: argparse.Namespace) -> int:
     try:
         path = init_course(Path(args.dir), hidden=Path(args.hidden) if args.hidden else None)
     except HiddenError as exc:
-        raise SystemExit(f"--hidden: {exc}") from None
+        raise SystemExit(str(exc)) from None
     print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
     return 0
 
