@@ -72,20 +72,27 @@ def _shares(lab: LabConfig, cells: NotebookCells) -> dict[str, dict[str, float]]
     return shares
 
 
+def _spread(values: dict[str, float], lab: LabConfig, cells: NotebookCells) -> dict[str, float]:
+    """Each test cell's sum of the parts' `values` (weights or points) times its share of each part."""
+    total = {c: 0.0 for c in cells.tests}
+    for part, share in _shares(lab, cells).items():
+        for c, s in share.items():
+            if c in total:  # a cell the notebook lacks has no share; check_mapping names it
+                total[c] += values.get(part, 0.0) * s
+    return total
+
+
 def check_mapping(lab: LabConfig) -> list[str]:
     """What is wrong with the lab's part -> cell mapping (empty when formgrader's total equals the ailab score)."""
     cells = notebook_cells(lab)
     problems = []
-    mapped: dict[str, float] = {c: 0.0 for c in cells.tests}
     for part, ids in part_cells(lab).items():
         if not ids:
             problems.append(f"part {part!r} names no nbgrader cells (lab.toml [parts.{part}] cells = [...])")
         for c in ids:
             if c not in cells.tests:
                 problems.append(f"part {part!r} names {c!r}, which is not a test cell of {lab.notebook.name}")
-    for part, share in _shares(lab, cells).items():
-        for c, s in share.items():
-            mapped[c] += lab.parts[part].weight * s
+    mapped = _spread({part: lab.parts[part].weight for part in part_cells(lab)}, lab, cells)
     for c, points in cells.tests.items():
         if abs(mapped[c] - points) > 1e-6:
             problems.append(f"test cell {c!r} is worth {points:g} points in the notebook but receives {mapped[c]:g} "
@@ -96,10 +103,7 @@ def check_mapping(lab: LabConfig) -> list[str]:
 def cell_scores(card: Scorecard, lab: LabConfig, cells: NotebookCells) -> dict[str, float]:
     """The auto score of each test cell, from the card's part points."""
     points = {p.name: p.points for p in card.parts}
-    scores = {c: 0.0 for c in cells.tests}
-    for part, share in _shares(lab, cells).items():
-        for c, s in share.items():
-            scores[c] += points.get(part, 0.0) * s
+    scores = _spread({part: points.get(part, 0.0) for part in part_cells(lab)}, lab, cells)
     return {c: round(v, 2) for c, v in scores.items()}
 
 

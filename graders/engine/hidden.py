@@ -6,7 +6,7 @@ shipped ones, so a public repository reveals nothing of a real interview.
                                   limits or SLOs
     DIR/rag/queries.jsonl         the hidden split the RAG grade is measured on (BEIR format), over the
     DIR/rag/qrels.tsv             lab's corpus: `query-id<TAB>corpus-id<TAB>score`
-    DIR/rag/checks.py             the RAG unit parts' hidden checks: a function per part (see checks_for)
+    DIR/rag/checks.py             the RAG unit parts' hidden checks: a function per part (see graders.rag.checks.Candidate)
     DIR/<lab>/nbgrader/<id>.py    the hidden block of nbgrader test cell <id> (`ailab course init --hidden`)
 
 Everything here is read by the grader's own process only: workers never receive a path or a byte of it,
