@@ -98,6 +98,14 @@ def test_broken_submissions_get_zero_with_a_reason(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_requests_still_running_when_a_phase_ends_are_scored_whole(tmp_path: Path) -> None:
+    [card] = grade(str(FIXTURES / "slow_handler.py"), tmp_path, profile="smoke")
+    checks = {c["name"]: c for c in card.extras["checks"]}
+    assert checks["traces"]["fraction"] == 1.0, checks["traces"]["detail"]
+    assert card.metrics["telemetry_conformance"] == 1.0, [c for c in checks.values() if c["fraction"] < 1]
+
+
+@pytest.mark.slow
 def test_a_raising_and_a_hanging_detector_do_not_stop_grading(tmp_path: Path) -> None:
     [card] = grade(str(FIXTURES / "bad_detectors.py"), tmp_path, profile="smoke")
     errors = " ".join(card.errors)

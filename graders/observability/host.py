@@ -13,7 +13,7 @@ POST /ask_plain {"query"}    `interface.plain_handler`: the same work with no te
 GET  /metrics                the candidate's registry
 POST /__ailab__/telemetry    drain finished spans and ground truth since the last call
 POST /__ailab__/detect       {"now", "spans", "metrics"} -> every detector's alerts for this tick
-GET  /__ailab__/health       {"ok", "error"}: did the submission load
+GET  /__ailab__/health       {"ok", "error", "in_flight"}: did the submission load; requests being handled
 """
 from __future__ import annotations
 
@@ -182,6 +182,8 @@ class Assistant:
         self.registry = CollectorRegistry()
         self.handler: api.Handler | None = None
         self.detectors: list[tuple[str, Any]] = []
+        self.in_flight = 0  # /ask and /ask_plain requests being handled, so the grader can drain between phases
+        self._in_flight_lock = threading.Lock()
         self.error = self._load(module_path, provider.get_tracer("support-assistant"))
 
     def _load(self, module_path: str, tracer: Any) -> str | None:
@@ -218,6 +220,15 @@ class Assistant:
         return None
 
     def ask(self, query: str, plain: bool) -> tuple[int, dict[str, Any]]:
+        with self._in_flight_lock:
+            self.in_flight += 1
+        try:
+            return self._ask(query, plain)
+        finally:  # after the request's record: at 0, every request's spans and truth are drainable
+            with self._in_flight_lock:
+                self.in_flight -= 1
+
+    def _ask(self, query: str, plain: bool) -> tuple[int, dict[str, Any]]:
         record: dict[str, Any] = {"query": query, "trace_id": None, "plain": plain}
         token = _request.set(record)
         started = time.perf_counter()
@@ -267,7 +278,7 @@ def create_app(assistant: Assistant) -> Any:
 
     @app.get(HEALTH_PATH)
     def health() -> dict[str, Any]:
-        return {"ok": assistant.error is None, "error": assistant.error}
+        return {"ok": assistant.error is None, "error": assistant.error, "in_flight": assistant.in_flight}
 
     def ask_route(plain: bool) -> Any:
         def route(body: dict[str, Any]) -> JSONResponse:

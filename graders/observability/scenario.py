@@ -25,6 +25,7 @@ from graders.observability.traffic import Traffic, TrafficSpec
 TICK_S = 1.0
 MAX_SPANS_PER_TICK = 20_000  # far above what ~8 requests/s make; a flood is cut, not stored
 MAX_DETECTORS, MAX_ALERTS = 50, 50  # per tick: detectors read back, alerts per detector
+SETTLE_S = 15.0  # at most this long for requests still being handled when a phase's load stops
 
 
 def log(message: str) -> None:
@@ -70,6 +71,21 @@ def _get(worker: Worker, method: str, path: str, timeout_s: float) -> tuple[int,
         raise WorkerError(f"{method} {path} did not answer within {timeout_s:g} s") from None
     except httpx.HTTPError as exc:
         raise WorkerError(f"{method} {path} failed ({type(exc).__name__})") from None
+
+
+def settle(worker: Worker, timeout_s: float = SETTLE_S) -> None:
+    """Wait (bounded) until the assistant handles no request: the load generator has stopped, but requests it
+    sent may still be running, with some of their spans and truth drained and the rest not. A phase drained
+    after this holds whole requests. A request that never ends is the submission's; grading goes on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, body = _get(worker, "GET", "/__ailab__/health", 5)
+            if json.loads(body).get("in_flight", 0) <= 0:
+                return
+        except (WorkerError, ValueError, AttributeError, TypeError):
+            return  # drain() says what is wrong with the process
+        time.sleep(0.1)
 
 
 def drain(worker: Worker, t0: float) -> tuple[list[SpanRecord], dict[str, Any], str]:
@@ -129,6 +145,7 @@ def overhead_phase(worker: Worker, scenario: ScenarioProfile, workdir: Path) -> 
     spec = TrafficSpec(url=worker.url, queries=queries, seconds=scenario.overhead_s, rate=scenario.rate,
                        users=scenario.users, t0=time.time(), label="overhead", alternate=True, seed=scenario.seed + 1)
     samples = Traffic(spec, workdir).start().wait()
+    settle(worker)
     before = Truth()
     _, truth, _ = drain(worker, time.time())  # the scenario starts empty; these requests' spans are not scored
     before.extend(truth)
@@ -203,6 +220,7 @@ def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: Sce
             traffic.stop()
             run.problems.append(f"the load generator failed: {exc}")
         try:  # requests that finished after the last tick
+            settle(worker)
             spans, truth, run.metrics_text = drain(worker, t0)
             run.spans.extend(spans)
             run.truth.extend(truth)
