@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from graders.engine import netns
-    from graders.engine.hidden import HiddenError, open_overlay
+    from graders.engine.hidden import open_overlay
     from graders.engine.labconfig import load_lab
     from graders.engine.summary import format_table, write_summary
 
@@ -48,9 +48,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         overlay = open_overlay(args.hidden, args.lab)
         lab = load_lab(args.lab, overlay.lab_toml() if overlay else None)
-    except HiddenError as exc:  # its message names the folder
-        raise SystemExit(str(exc)) from None
-    except ValueError as exc:  # a lab.toml, shipped or merged with the --hidden one, that does not fit
+    except ValueError as exc:  # a --hidden folder (HiddenError) or a merged lab.toml that does not fit; it names which
         raise SystemExit(str(exc)) from None
     known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
     if args.profile not in known:

@@ -142,6 +142,7 @@ def init_course(dest: Path, labs: list[str] | None = None, hidden: Path | None =
     With `hidden` (an interviewer's overlay folder), its nbgrader/<grade_id>.py files replace the hidden
     tests of those cells in the course's source notebooks (the shipped ones stay in labs/)."""
     from graders.engine.hidden import open_overlay
+    from graders.engine.labconfig import load_lab
 
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
@@ -154,8 +155,7 @@ def init_course(dest: Path, labs: list[str] | None = None, hidden: Path | None =
         shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
         overlay = open_overlay(hidden, lab) if hidden is not None and (Path(hidden) / lab).is_dir() else None
         if overlay is not None and (tests := overlay.nbgrader_tests()):
-            notebook = target / Path(notebook_of(lab, tomllib.loads((lab_dir(lab) / "lab.toml").read_text())["lab"])).name
-            replace_hidden_tests(notebook, tests)
+            replace_hidden_tests(target / load_lab(lab).notebook.name, tests)
             print(f"[course] {lab}: the hidden tests of {', '.join(sorted(tests))} are yours (--hidden)",
                   file=sys.stderr, flush=True)
         print(f"[course] nbgrader generate_assignment {assignment} ...", file=sys.stderr, flush=True)

@@ -46,14 +46,18 @@ class OversizedReply(WorkerError):
     """A reply from the submission's process was larger than the grader reads."""
 
 
-def read_bounded(client: httpx.Client, method: str, url: str, limit: int, **kwargs: Any) -> tuple[int, bytes]:
+def read_bounded(client: httpx.Client, method: str, url: str, limit: int, cut: bool = False,
+                 **kwargs: Any) -> tuple[int, bytes]:
     """(status, body) of one request to a submission's process, reading at most `limit` bytes of body:
-    an endless or gigabyte reply raises OversizedReply instead of filling the grader's memory."""
+    an endless or gigabyte reply raises OversizedReply (or, with `cut`, comes back cut at `limit` bytes)
+    instead of filling the grader's memory."""
     with client.stream(method, url, **kwargs) as reply:
         body = bytearray()
         for chunk in reply.iter_raw():
             body += chunk
             if len(body) > limit:
+                if cut:
+                    return reply.status_code, bytes(body[:limit])
                 raise OversizedReply(f"{method} {url}: more than {limit} bytes")
         return reply.status_code, bytes(body)
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from graders.engine.sandbox import read_bounded
+
 MAX_BODY = 8 * 1024 * 1024     # one non-streamed reply
 MAX_LINE = 1024 * 1024         # one SSE line (an event is a few hundred bytes)
 MAX_STREAM = 64 * 1024 * 1024  # one streamed reply
@@ -23,13 +25,8 @@ class WireError(ValueError):
 
 def fetch(method: str, url: str, timeout: float, **kwargs: Any) -> tuple[int, bytes]:
     """(status, body) with the body cut at MAX_BODY bytes."""
-    with httpx.stream(method, url, timeout=timeout, **kwargs) as reply:
-        body = bytearray()
-        for chunk in reply.iter_raw():
-            body += chunk
-            if len(body) > MAX_BODY:
-                break
-        return reply.status_code, bytes(body[:MAX_BODY])
+    with httpx.Client(timeout=timeout) as client:
+        return read_bounded(client, method, url, MAX_BODY, cut=True, **kwargs)
 
 
 class _Splitter:
