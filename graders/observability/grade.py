@@ -29,6 +29,7 @@ from graders.engine.scorecard import Scorecard, clean_metrics, environment
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.sandbox import MAX_REPLY, OversizedReply, Worker, candidate_cpu_s, read_bounded
 from graders.observability import conformance, detection
+from graders.observability.host import HEALTH_PATH
 from graders.observability.interface import ServiceConfig
 from graders.observability.records import Truth
 from graders.observability.scenario import ScenarioRun, log, overhead_phase, run_scenario
@@ -50,7 +51,7 @@ def start_host(source: str, name: str, lab: LabConfig, backend_url: str) -> Work
     command = ["graders.observability.host", "--module", "candidate.py", "--port", "{port}", "--backend", backend_url,
                "--config", config]
     w = Worker(source, "", name=name, memory_mb=lab.limits.memory_mb, start_timeout_s=lab.limits.worker_start_s,
-               command=command, health_path="/__ailab__/health", cpu_s=candidate_cpu_s(name, lab))
+               command=command, health_path=HEALTH_PATH, cpu_s=candidate_cpu_s(name, lab))
     w.__enter__()
     return w
 

@@ -17,6 +17,7 @@ import httpx
 
 from graders.engine.labconfig import LabConfig, ScenarioProfile
 from graders.engine.sandbox import MAX_REPLY, OversizedReply, Worker, WorkerError, read_bounded
+from graders.observability.host import HEALTH_PATH
 from graders.observability.interface import Alert, SpanRecord
 from graders.observability.records import Fault, Truth
 from graders.observability.system import Backend, parse_metrics, schedule, workload
@@ -80,7 +81,7 @@ def settle(worker: Worker, timeout_s: float = SETTLE_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            _, body = _get(worker, "GET", "/__ailab__/health", 5)
+            _, body = _get(worker, "GET", HEALTH_PATH, 5)
             if json.loads(body).get("in_flight", 0) <= 0:
                 return
         except (WorkerError, ValueError, AttributeError, TypeError):
