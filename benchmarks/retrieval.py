@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from graders.datasets import DATASETS_HELP, load_dataset
+from graders.datasets import DATASETS_HELP, DatasetError, load_dataset
 from graders.rag.metrics import quality
 from reference_systems.rag.baselines import BM25Only, DenseHNSW, DenseOnly, RRFHybrid
 from reference_systems.rag.retriever import Retriever
@@ -38,8 +38,9 @@ METHODS: dict[str, tuple[str, Callable[[], Any]]] = {
 COLUMNS = ("ndcg@10", "recall@100", "mrr@10", "index_build_s", "latency_p50_ms", "latency_p95_ms")
 
 
-def run_method(factory: Callable[[], Any], docs: list[dict[str, str]], queries: dict[str, str],
-               qrels: dict[str, dict[str, int]], depth: int = 100) -> dict[str, float]:
+def search_all(factory: Callable[[], Any], docs: list[dict[str, str]], queries: dict[str, str],
+               depth: int = 100) -> tuple[dict[str, list[tuple[str, float]]], dict[str, float]]:
+    """(run, timings): index `docs` with a fresh `factory()`, then search every query `depth` deep."""
     retriever = factory()
     t0 = time.perf_counter()
     retriever.index(docs)
@@ -51,7 +52,13 @@ def run_method(factory: Callable[[], Any], docs: list[dict[str, str]], queries: 
         run[qid] = retriever.search(text, depth)
         latencies.append((time.perf_counter() - t) * 1000)
     p50, p95 = np.percentile(latencies, [50, 95])
-    return {**quality(run, qrels), "index_build_s": build_s, "latency_p50_ms": float(p50), "latency_p95_ms": float(p95)}
+    return run, {"index_build_s": build_s, "latency_p50_ms": float(p50), "latency_p95_ms": float(p95)}
+
+
+def run_method(factory: Callable[[], Any], docs: list[dict[str, str]], queries: dict[str, str],
+               qrels: dict[str, dict[str, int]], depth: int = 100) -> dict[str, float]:
+    run, timings = search_all(factory, docs, queries, depth)
+    return {**quality(run, qrels), **timings}
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
@@ -79,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = load_dataset(args.dataset)
         split = dataset.split(args.split)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (DatasetError, KeyError) as e:
         parser.error(str(e))
     docs = [d.as_dict() for d in dataset.docs]
-    print(f"dataset {dataset.name}: {len(docs)} docs, split {split.name}: {len(split.queries)} queries",
-          file=sys.stderr)
+    print(f"dataset {dataset.name}: {len(docs)} docs, split {split.name}: {len(split.queries)} queries, "
+          f"judgements {dataset.qrels_layout}", file=sys.stderr)
 
     rows: dict[str, dict[str, float]] = {}
     for m in methods:
@@ -94,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "dataset": dataset.name, "split": split.name, "n_docs": len(docs), "n_queries": len(split.queries),
+            "dataset": dataset.name, "qrels_layout": dataset.qrels_layout, "split": split.name,
+            "n_docs": len(docs), "n_queries": len(split.queries),
             "machine": {"python": platform.python_version(), "platform": platform.platform()},
             "timing": "in-process, one query at a time, k=100, after one warm-up query",
             "results": rows,

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from graders import preflight
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,8 +27,12 @@ def _grader(lab: str) -> Callable[..., Any]:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from graders.paths import lab_dir
     from graders.workspace import start
 
+    lab_dir(args.lab)
+    if args.dir and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise SystemExit(f"--dir {args.dir} is a file; pass a folder for the workspace (it is created if missing)")
     start(args.lab, Path(args.dir) if args.dir else None, launch=not args.no_lab)
     return 0
 
@@ -34,7 +40,12 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from graders.check import check
 
-    card = check(Path(args.notebook))
+    notebook = Path(args.notebook)
+    preflight.readable_file(notebook, "the notebook you are working on (.ipynb)")
+    if notebook.suffix not in (".ipynb", ".py"):
+        raise SystemExit(f"{notebook} is not a notebook (.ipynb) or a .py file; pass the notebook you are working on")
+    preflight.notebook_json(notebook)
+    card = check(notebook)
     return 0 if not card.errors else 1
 
 
@@ -42,9 +53,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from graders.engine import netns
     from graders.engine.hidden import open_overlay
     from graders.engine.labconfig import load_lab
-    from graders.engine.summary import format_table, write_summary
+    from graders.paths import lab_dir
 
-    grade = _grader(args.lab)  # say what is wrong before anything starts (an unknown lab, profile or path)
+    lab_dir(args.lab)  # say what is wrong before anything starts or loads (an unknown lab, profile or path)
     try:
         overlay = open_overlay(args.hidden, args.lab)
         lab = load_lab(args.lab, overlay.lab_toml() if overlay else None)
@@ -65,11 +76,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     elif args.submission is None:
         raise SystemExit("say what to grade: a notebook, a .py file, a folder of them, or `reference` "
                          "(or --course DIR for an nbgrader course's submissions)")
-    elif args.submission != "reference" and not Path(args.submission).exists():
-        raise SystemExit(f"{args.submission} does not exist; pass a notebook, a .py file, a folder of them, "
-                         "or the word `reference`")
     else:
+        preflight.submission(args.submission)
         submission = args.submission
+    preflight.out_folder(Path(args.out))
+    if args.lab == "rag" and not netns.isolated():  # the re-run in the namespace was checked by its parent
+        preflight.rag_inputs(args.dataset, overlay)
+    grade = _grader(args.lab)  # imported only now: a grader module takes a second to import
+    from graders.engine.summary import format_table, write_summary
     if not args.allow_network:
         code = netns.isolate(grade_argv(args))
         if code is not None:
@@ -100,6 +114,8 @@ def cmd_course_init(args: argparse.Namespace) -> int:
     from graders.course import init_course
     from graders.engine.hidden import HiddenError
 
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise SystemExit(f"{args.dir} is a file; pass a folder for the course (it is created if missing)")
     try:
         path = init_course(Path(args.dir), hidden=Path(args.hidden) if args.hidden else None)
     except HiddenError as exc:
@@ -175,12 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input (a refusal, a dataset or --hidden folder that cannot be used, a file that
+    cannot be read or written) ends in ONE line on stderr and exit status 2, like argparse's own errors."""
+    from graders.datasets.types import DatasetError
+    from graders.engine.hidden import HiddenError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        message = exc.code
+    except (DatasetError, HiddenError) as exc:
+        message = str(exc)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot use{where}: {exc.strerror or exc}; check the path and its permissions (or the port)"
+    print(f"ailab {args.command}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":

@@ -168,7 +168,8 @@ def sentences(text: str) -> list[str]:
     out: list[str] = []
     for piece in pieces:
         if out:
-            last = out[-1].rstrip(".").rsplit(None, 1)[-1].lower() if out[-1].endswith(".") else ""
+            words = out[-1].rstrip(".").split()  # empty for a lone "." (Cranfield's abstracts have " . ")
+            last = words[-1].lower() if out[-1].endswith(".") and words else ""
             if last in _ABBREV or (len(last) == 1 and last.isalpha()):
                 out[-1] = f"{out[-1]} {piece}"
                 continue

@@ -30,18 +30,26 @@ def test_grade_parses_the_documented_options() -> None:
 
 
 
-def test_an_unknown_profile_names_the_choices(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"no profile 'huge'; choose one of \['full', 'quick', 'smoke'\]"):
-        main(["grade", "rag", "reference", "--out", str(tmp_path), "--profile", "huge"])
-    with pytest.raises(SystemExit, match="'full', 'quick', 'smoke'"):
-        main(["grade", "observability", "reference", "--out", str(tmp_path), "--profile", "huge"])
+def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """main(argv) must refuse: exit status 2 and one line on stderr (the in-process side of test_cli_errors.py)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    return err
 
 
-def test_unknown_lab_and_missing_submission_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="labs available: observability, rag, serving"):
-        main(["grade", "nosuchlab", "reference", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["grade", "rag", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)])
+def test_an_unknown_profile_names_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _refusal(["grade", "rag", "reference", "--out", str(tmp_path), "--profile", "huge"], capsys) == (
+        "ailab grade: error: lab 'rag' has no profile 'huge'; choose one of ['full', 'quick', 'smoke']")
+    assert "'full', 'quick', 'smoke'" in _refusal(
+        ["grade", "observability", "reference", "--out", str(tmp_path), "--profile", "huge"], capsys)
+
+
+def test_unknown_lab_and_missing_submission_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "labs available: observability, rag, serving" in _refusal(
+        ["grade", "nosuchlab", "reference", "--out", str(tmp_path)], capsys)
+    assert "missing.ipynb does not exist; pass a notebook" in _refusal(
+        ["grade", "rag", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)], capsys)
 
 
 def test_the_installed_entry_point_runs() -> None:

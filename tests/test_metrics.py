@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from graders.rag.metrics import METRICS, per_query, quality, recall_at_k_curve
+from graders.rag.metrics import METRICS, NothingToEvaluate, per_query, quality, recall_at_k_curve
 
 
 def test_ndcg_rr_recall_by_hand():
@@ -55,6 +55,13 @@ def test_queries_without_relevant_docs_are_excluded_and_missing_queries_count_ze
     assert quality(run, qrels)["ndcg@10"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="relevant"):
         quality(run, {"q2": {"b": 0}})
+
+
+def test_judgements_without_a_relevant_document_raise_one_named_error():
+    """Graders never get here (load_dataset refuses such a collection first); callers get one clear error."""
+    for call in (lambda: quality({}, {"q": {"a": 0}}), lambda: recall_at_k_curve({"q": [("a", 1.0)]}, {})):
+        with pytest.raises(NothingToEvaluate, match="nothing to evaluate; judge at least one relevant document"):
+            call()
 
 
 def test_recall_curve_is_monotone_and_exact():

@@ -16,6 +16,16 @@ class Doc:
 
 # qrels: query id -> doc id -> graded gain (0 = judged not relevant, higher = more relevant)
 Qrels = dict[str, dict[str, int]]
+RELEVANT_GAIN = 1  # a judgement with at least this gain counts as relevant (ir_measures' rel threshold)
+
+
+def relevant_queries(qrels: Qrels) -> list[str]:
+    """The judged queries that have at least one relevant document: the ones any metric can evaluate."""
+    return [q for q, judged in qrels.items() if any(g >= RELEVANT_GAIN for g in judged.values())]
+
+
+class DatasetError(ValueError):
+    """A collection that cannot be graded as it is; the message is one line naming the file and what to do."""
 
 
 @dataclass
@@ -33,6 +43,7 @@ class Dataset:
     docs: list[Doc]
     splits: dict[str, Split] = field(default_factory=dict)
     description: str = ""
+    qrels_layout: str = "generated"  # how the judgements were read: a key of graders.datasets.qrels.LAYOUTS
 
     def split(self, name: str) -> Split:
         if name == "all":
