@@ -139,7 +139,7 @@ def test_engine_stops_aborts_and_rejects_bad_input(engine):
 
 
 def test_detokenizer_streams_exact_text_across_split_characters(engine):
-    from reference_systems.serving.openai_api import Detokenizer
+    from labkit.serving import Detokenizer
     tok = engine.tokenizer
     ids = tok("naïve → 日本語 ✓ def f(x):\n    return x").input_ids + [engine.eos_id]
     d = Detokenizer(tok)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders.engine.integrity import Finding, batch_findings
+from graders.engine.integrity import Finding, batch_findings, flag_reference_access
 from graders.engine.labconfig import LabConfig
 from graders.engine.notebook import written_answers
+from graders.engine.sandbox import take_refusals
 from graders.engine.scorecard import PartResult, Scorecard
 
 ReportWriter = Callable[[Scorecard, Path], Path]
@@ -41,6 +42,8 @@ class Batch:
     @classmethod
     def open(cls, lab: LabConfig, subs: Sequence[tuple[str, Path]], out: Path, course: Path | None = None) -> Batch:
         review_at = float(lab.raw.get("integrity", {}).get("similarity_review_at", 0.8))
+        for name, _ in subs:  # nothing left over from an earlier batch in this process counts against these
+            take_refusals(name)
         return cls(lab=lab, subs=list(subs), out=Path(out), course=course,
                    findings=batch_findings(subs, lab.notebook, review_at=review_at))
 
@@ -67,12 +70,14 @@ class Batch:
         card.total()
 
     def publish(self, card: Scorecard, path: Path, write_report: ReportWriter) -> Path:
-        """Integrity findings and written answers into the card, the gradebook (with a course), then
-        scorecard.json and report.html under OUT/<name>/; returns the report's path."""
+        """Integrity findings (a submission that reached for the reference is zeroed) and written answers into
+        the card, the gradebook (with a course), then scorecard.json and report.html under OUT/<name>/; returns
+        the report's path."""
         finding = self.findings.get(card.submission)
         if finding is not None:
             card.integrity.update(finding.to_json())
         card.integrity.setdefault("tampered_cells", [])
+        flag_reference_access(card, take_refusals(card.submission))
         card.extras["written"] = written_answers(path, self.lab.notebook)
         if self.course is not None:
             self._to_gradebook(card)

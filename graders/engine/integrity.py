@@ -1,5 +1,6 @@
 """Integrity signals for a batch: how alike the submissions' solution code is, to each other and to the
-reference solution. A similarity score for a person to look at, never a verdict.
+reference solution (a similarity score for a person to look at, never a verdict), and whether a submission
+reached for the reference implementation itself (refused by graders.engine.guard: a flag that zeroes the grade).
 
 Fingerprints follow MOSS's winnowing (Schleimer, Wilkerson and Aiken, SIGMOD 2003) over Python tokens
 with identifiers, literals, comments and layout normalised away, so renaming variables or reformatting
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from graders.engine.notebook import read_notebook
+from graders.engine.scorecard import Scorecard
 
 KGRAM = 5         # tokens per fingerprinted k-gram
 WINDOW = 4        # winnowing window: any shared run of KGRAM + WINDOW - 1 tokens is always caught
 MIN_PRINTS = 15   # fewer fingerprints than this (a stub, an empty notebook): no similarity is claimed
 _SOLUTION = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.DOTALL)
+REFERENCE_ACCESS = "reference_access"  # scorecard integrity key: what the guard refused the submission
 
 
 @dataclass
@@ -132,3 +135,19 @@ def batch_findings(subs: Sequence[tuple[str, Path]], source_notebook: Path | Non
         findings[name] = Finding(similarity_to_reference=similarity(mine, ref) if name != "reference" else None,
                                  most_similar=peers[:closest], review_at=review_at)
     return findings
+
+
+def flag_reference_access(card: Scorecard, refusals: Sequence[str]) -> None:
+    """Write what the guard refused the submission's processes into `card.integrity` ([] when nothing) and,
+    if anything, zero every part: the work can no longer be taken for the candidate's own, and the attempt is
+    the interviewer's to judge. The flag leads the errors, so the summary table's outcome shows it."""
+    card.integrity[REFERENCE_ACCESS] = list(refusals)
+    if not refusals:
+        return
+    for part in card.parts:
+        if part.max_points > 0:
+            part.points = 0.0
+            part.detail = f"zeroed: the submission reached for the reference implementation; measured: {part.detail}"
+    more = f" (and {len(refusals) - 1} more attempt(s), in integrity.{REFERENCE_ACCESS})" if len(refusals) > 1 else ""
+    card.errors.insert(0, f"integrity: {refusals[0]}{more} — every part is zeroed")
+    card.total()

@@ -7,9 +7,11 @@ that hangs or dies is killed and reported as a `WorkerError` with a message mean
 When the grader runs as root, each worker runs under a user id of its own (no passwd entry, no
 files, nothing else runs as it): it cannot read the grader's private files, signal or trace the
 reference worker, and everything it started — even processes that left its session — is killed
-with one `kill(-1)` issued as that user. `AILAB_SANDBOX_USER=same` runs workers as the grader's
-user (debugging); `AILAB_SANDBOX_USER=<name>` runs them as that account (e.g. `nobody`).
-See docs/threat-model.md.
+with one `kill(-1)` issued as that user, and it sees of the repository only what it needs (no reference
+implementation, no source notebooks, no git history). Everywhere, the worker installs
+`graders.engine.guard` before loading the submission; what it refuses comes back here (`refusals`) and
+into the scorecard's integrity. `AILAB_SANDBOX_USER=same` runs workers as the grader's user (debugging);
+`AILAB_SANDBOX_USER=<name>` runs them as that account (e.g. `nobody`). See docs/isolation.md.
 """
 from __future__ import annotations
 
@@ -28,12 +30,15 @@ from typing import Any
 
 import httpx
 
+from graders.engine import guard
 from graders.paths import cache_dir
 from graders.engine.sandbox_user import (NPROC, _become, _die_with_parent, _is_trusted, _kill_user, _merge_cache,
-                                         _open_model_cache, _sweep_tmp, sandbox_identity)
+                                         _open_model_cache, _sweep_tmp, can_hide_repo, mount_plan, sandbox_identity,
+                                         sees_reference)
 
 MAX_READBACK = 1024 * 1024  # bytes of worker stderr/stdout ever read back
 MAX_REPLY = 64 * 1024 * 1024  # bytes of one reply from a submission's process
+MAX_REFUSALS_READ = 64 * 1024  # bytes of the guard's refusal reports ever read back
 FILE_MB = 256  # largest file (and log) a submission may write
 CPU_S = 3600.0  # default CPU-seconds of a worker; the reference worker serves a whole batch's load rounds
 
@@ -103,6 +108,12 @@ def scrubbed_env(scratch: Path) -> dict[str, str]:
 
 
 _TRUSTED_ALIVE: list[Worker] = []
+_REFUSED: dict[str, list[str]] = {}  # submission name -> what the guard refused its processes, until taken
+
+
+def take_refusals(name: str) -> list[str]:
+    """What the guard refused the processes of the submission `name` since the last call (each once)."""
+    return list(dict.fromkeys(_REFUSED.pop(name, [])))
 
 
 # ------------------------------------------------------------------ the worker
@@ -125,11 +136,15 @@ class Worker:
         self.cpu_s = cpu_s
         self.start_timeout_s = start_timeout_s
         self.trusted = _is_trusted(module_source)
+        self.sees_reference = sees_reference(module_source)  # the reference itself (or a vouched test fixture)
+        self.refusals: list[str] = []  # what the guard refused this process (graders.engine.guard)
         self.identity = sandbox_identity()
+        self.mounts = mount_plan(not self.sees_reference and can_hide_repo()) if self.identity is not None else ()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"ailab-{name[:20]}-"))
         # the log lives outside the scratch folder: a submission could swap a file there for a link to a secret
         self.logdir = Path(tempfile.mkdtemp(prefix="ailab-log-"))
         self.log_path = self.logdir / "worker.log"
+        self.refusals_path = self.logdir / "refused.txt"  # the guard's reports, on a descriptor the worker inherits
         (self.scratch / "candidate.py").write_text(module_source, encoding="utf-8")
         if self.identity is not None:
             uid, gid, _ = self.identity
@@ -158,6 +173,8 @@ class Worker:
     def env(self) -> dict[str, str]:
         env = scrubbed_env(self.scratch)
         env["TMPDIR"] = str(self.scratch)
+        if self.sees_reference:
+            env[guard.SWITCH_ENV] = "off"
         if self.identity is not None:
             # read the shared embedding cache, write new vectors here: a submission cannot poison the shared one
             env["AILAB_PRIVATE_CACHE"] = str(self.scratch / "cache")
@@ -167,22 +184,27 @@ class Worker:
     def _preexec(self) -> None:
         _limits(self.memory_mb, cpu_s=self.cpu_s)
         if self.identity is not None:
-            _become(*self.identity)
+            _become(*self.identity, self.mounts)
 
     def start(self) -> None:
         for trusted in list(_TRUSTED_ALIVE):  # e.g. the reference's corpus vectors, for this submission to reuse
             _merge_cache(trusted.scratch / "cache")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *self.command],
-            cwd=self.scratch,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=self._preexec,
-        )
+        reports = os.open(self.refusals_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", *self.command],
+                cwd=self.scratch,
+                env={**self.env(), guard.FD_ENV: str(reports)},
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._preexec,
+                pass_fds=(reports,),
+            )
+        finally:
+            os.close(reports)
         if self.trusted and self.identity is not None:
             _TRUSTED_ALIVE.append(self)
         deadline = time.monotonic() + self.start_timeout_s
@@ -279,9 +301,22 @@ class Worker:
         if hasattr(self, "log") and not self.log.closed:
             self.log.close()
 
+    def read_refusals(self) -> list[str]:
+        """What the guard has refused this worker's process so far (one line each, first MAX_REFUSALS_READ bytes)."""
+        try:
+            with open(self.refusals_path, "rb") as f:
+                lines = f.read(MAX_REFUSALS_READ).decode(errors="replace").splitlines()
+        except OSError:
+            return []
+        return list(dict.fromkeys(line for line in lines if line.startswith(guard.REFUSAL)))[:guard.MAX_REPORTS]
+
     def cleanup(self) -> None:
         self.stop()
         self.client.close()
+        found = self.read_refusals()  # before the log folder goes; a second cleanup finds nothing new
+        if found:
+            self.refusals = found
+            _REFUSED.setdefault(self.name, []).extend(found)
         if self in _TRUSTED_ALIVE:
             _TRUSTED_ALIVE.remove(self)
             _merge_cache(self.scratch / "cache")

@@ -1,10 +1,13 @@
-"""Who a worker runs as: a fresh unprivileged user id per worker when the grader is root, and the
-clean-up only that makes possible (kill everything the user runs, sweep its temp files).
+"""Who a worker runs as: a fresh unprivileged user id per worker when the grader is root, what it sees of
+the file system, and the clean-up only that makes possible (kill everything the user runs, sweep its temp files).
 
-Python here may live under a directory other users cannot enter (pyenv under /root, mode 0700);
-the worker then gets a private mount namespace in which that directory shows only the interpreter.
-`AILAB_SANDBOX_USER=same` runs workers as the grader's user (debugging); `AILAB_SANDBOX_USER=<name>`
-uses that account. See docs/threat-model.md.
+As root every untrusted worker gets a private mount namespace in which the repository root is a tmpfs holding
+bind mounts of `graders.engine.guard.visible()` only (graders/, labkit/, the lab-provided serving
+engine and model, the virtual environment and the cache): the reference implementation, the labs' source
+notebooks and the git history are not there to read. Python may also live under a directory other users cannot
+enter (pyenv under /root, mode 0700); that directory then shows only the interpreter (and the repository).
+`AILAB_SANDBOX_USER=same` runs workers as the grader's user (debugging); `AILAB_SANDBOX_USER=<name>` uses that
+account. See docs/isolation.md and docs/threat-model.md.
 """
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ NPROC = 512  # processes + threads of one sandbox user; torch and uvicorn thread
 USER_ENV = "AILAB_SANDBOX_USER"
 UID_BASE, UID_SPAN = 1_200_000, 100_000  # per-worker uids; far above any real account
 NOGROUP = 65534
-# the reference submissions are the grader's own code: the embeddings they compute may enter the shared cache
-TRUSTED_SOURCES = ("reference_systems/rag/submission.py", "reference_systems/serving/submission.py")
+# The reference submissions are the grader's own code: they see the whole repository (they import the reference),
+# and the embeddings they compute may enter the shared cache.
+TRUSTED_SOURCES = ("reference_systems/rag/submission.py", "reference_systems/serving/submission.py",
+                   "reference_systems/observability/submission.py")
+# Folders (os.pathsep-separated) of code the operator vouches for: a submission byte-identical to a .py file
+# there may use the reference (the test suite's fixtures stand in for it; tests/conftest.py). Never set to grade.
+VOUCHED_ENV = "AILAB_TRUSTED_FIXTURES"
 
 
 def _die_with_parent() -> None:
@@ -79,12 +87,20 @@ def sandbox_identity() -> tuple[int, int, bool] | None:
             return uid, NOGROUP, True
 
 
+MountPlan = tuple[tuple[str, tuple[str, ...]], ...]  # (folder replaced by a tmpfs, paths under it bound back)
+
+
+def _interpreter_paths() -> set[Path]:
+    return {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix), Path(sys.prefix)}
+
+
 def _blocked_dirs() -> list[Path]:
-    """Directories on the interpreter's paths that other users cannot traverse (pyenv under /root)."""
-    needed = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix), Path(sys.prefix)}
+    """Directories on the way to the interpreter, the repository or the cache that other users cannot traverse
+    (pyenv under /root, mode 0700)."""
+    leaves = _interpreter_paths()
     blocked: set[Path] = set()
-    for path in needed:
-        for parent in [*reversed(path.parents), path]:
+    for path in leaves | {REPO_ROOT, cache_dir().resolve()}:
+        for parent in [*reversed(path.parents), *([path] if path in leaves else [])]:
             try:
                 mode = parent.stat().st_mode
             except OSError:
@@ -94,22 +110,23 @@ def _blocked_dirs() -> list[Path]:
     return sorted(blocked)
 
 
-@lru_cache(maxsize=1)
-def _reopen_plan() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """For each blocked directory, the children the interpreter needs (re-exposed in a private mount namespace)."""
-    plan = []
-    needed = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix), Path(sys.prefix)}
-    for blocked in _blocked_dirs():
-        children = sorted({p.relative_to(blocked).parts[0] for p in needed
-                           if blocked in p.parents})
-        plan.append((str(blocked), tuple(children)))
-    return tuple(plan)
+def mount_plan(hide_repo: bool) -> MountPlan:
+    """What a worker's private mount namespace replaces, outermost first: each blocked directory shows only the
+    way to the interpreter, the repository and the cache; with `hide_repo` (every untrusted worker) the
+    repository root shows only `guard.visible()`."""
+    from graders.engine.guard import visible
+
+    needed = _interpreter_paths() | {REPO_ROOT, cache_dir().resolve()}
+    plan = [(str(blocked), tuple(sorted({p.relative_to(blocked).parts[0] for p in needed if blocked in p.parents})))
+            for blocked in _blocked_dirs()]
+    if hide_repo:
+        plan.append((str(REPO_ROOT), visible()))
+    return tuple(sorted(plan, key=lambda item: len(Path(item[0]).parts)))
 
 
-def _reexpose_interpreter() -> None:
-    """In the child, as root: a private mount namespace in which each blocked directory is a tmpfs that
-    holds only bind mounts of what the interpreter needs (e.g. /root shows only .pyenv). Raises on failure."""
-    plan = _reopen_plan()
+def _enter_mounts(plan: MountPlan) -> None:
+    """In the child, as root: a private mount namespace in which each planned folder is a tmpfs holding only
+    bind mounts of the paths the plan keeps (e.g. /root shows only .pyenv). Raises on failure."""
     if not plan:
         return
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -118,12 +135,22 @@ def _reexpose_interpreter() -> None:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
         raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-    for blocked, children in plan:
-        fds = {child: os.open(os.path.join(blocked, child), os.O_PATH) for child in children}
-        if libc.mount(b"tmpfs", blocked.encode(), b"tmpfs", 0, b"mode=0755,size=64k") != 0:
-            raise OSError(ctypes.get_errno(), f"mount tmpfs on {blocked}")
-        for child, fd in fds.items():
-            target = os.path.join(blocked, child)
+    # every source is opened in the new namespace (a bind needs that) and before any tmpfs covers it
+    sources = {}
+    for folder, keep in plan:
+        for rel in keep:
+            try:
+                sources[folder, rel] = os.open(os.path.join(folder, rel), os.O_PATH)
+            except FileNotFoundError:
+                continue  # e.g. no cache folder yet: nothing to show
+    for folder, keep in plan:
+        if libc.mount(b"tmpfs", folder.encode(), b"tmpfs", 0, b"mode=0755,size=64k") != 0:
+            raise OSError(ctypes.get_errno(), f"mount tmpfs on {folder}")
+        for rel in keep:
+            if (folder, rel) not in sources:
+                continue
+            fd, target = sources[folder, rel], os.path.join(folder, rel)
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 os.mkdir(target)
             else:
@@ -133,8 +160,8 @@ def _reexpose_interpreter() -> None:
             os.close(fd)
 
 
-def _become(uid: int, gid: int, private: bool) -> None:
-    _reexpose_interpreter()
+def _become(uid: int, gid: int, private: bool, plan: MountPlan = ()) -> None:
+    _enter_mounts(plan)
     if private:  # counts this user's processes and threads only, so the limit binds this worker alone
         resource.setrlimit(resource.RLIMIT_NPROC, (NPROC, NPROC))
     os.setgroups([])
@@ -143,22 +170,44 @@ def _become(uid: int, gid: int, private: bool) -> None:
     _die_with_parent()  # a change of credentials clears the parent-death signal: set it again
 
 
-@lru_cache(maxsize=1)
-def _python_reachable() -> bool:
-    """Whether the interpreter starts as an unprivileged user here (directly or through the mount namespace)."""
+def _probe(plan: MountPlan) -> bool:
+    """Whether the interpreter starts as an unprivileged user in a namespace carrying out `plan`."""
     probe = UID_BASE + UID_SPAN  # outside the per-worker range
     from graders.engine.sandbox import scrubbed_env  # the worker's own environment, as the probe's
 
     try:
         done = subprocess.run([sys.executable, "-c", "import numpy, graders.engine.worker"], env=scrubbed_env(Path("/")),
-                              cwd="/", capture_output=True, timeout=60, preexec_fn=lambda: _become(probe, NOGROUP, False))
-        ok = done.returncode == 0
+                              cwd="/", capture_output=True, timeout=60,
+                              preexec_fn=lambda: _become(probe, NOGROUP, False, plan))
+        return done.returncode == 0
     except (OSError, subprocess.SubprocessError):
-        ok = False
-    if not ok:
-        print("[sandbox] warning: the Python interpreter cannot run as an unprivileged user on this machine; "
-              "submissions run as the grader's user (see docs/threat-model.md)", file=sys.stderr, flush=True)
-    return ok
+        return False
+
+
+@lru_cache(maxsize=1)
+def _isolation() -> tuple[bool, bool]:
+    """(the interpreter runs as an unprivileged user here, the repository can be hidden from it): one probe
+    with the repository hidden, and one without only when that fails."""
+    if _probe(mount_plan(True)):
+        return True, True
+    if _probe(mount_plan(False)):
+        print("[sandbox] warning: no private mount namespace here, so submissions can see the whole repository; "
+              "the audit hook still refuses the reference implementation (see docs/threat-model.md)",
+              file=sys.stderr, flush=True)
+        return True, False
+    print("[sandbox] warning: the Python interpreter cannot run as an unprivileged user on this machine; "
+          "submissions run as the grader's user (see docs/threat-model.md)", file=sys.stderr, flush=True)
+    return False, False
+
+
+def _python_reachable() -> bool:
+    """Whether the interpreter starts as an unprivileged user here (directly or through the mount namespace)."""
+    return _isolation()[0]
+
+
+def can_hide_repo() -> bool:
+    """Whether an untrusted worker's mount namespace can show it only `guard.visible()` of the repository."""
+    return _isolation()[1]
 
 
 def _open_model_cache() -> None:
@@ -242,3 +291,20 @@ def _is_trusted(source: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def _vouched(source: str) -> bool:
+    """Whether the operator vouches for `source`: byte-identical to a .py file in a VOUCHED_ENV folder."""
+    for folder in filter(None, os.environ.get(VOUCHED_ENV, "").split(os.pathsep)):
+        for path in Path(folder).rglob("*.py"):
+            try:
+                if path.read_text(encoding="utf-8") == source:
+                    return True
+            except (OSError, UnicodeDecodeError):
+                continue
+    return False
+
+
+def sees_reference(source: str) -> bool:
+    """Whether a worker for `source` may see and import the reference: the reference itself, or a vouched fixture."""
+    return _is_trusted(source) or _vouched(source)

@@ -1,7 +1,9 @@
 """The scorecard: one JSON document per graded submission (schema 2), and how it is written.
 
 Schema 2 added `integrity`: similarity of the solution code to the reference and to the batch's other
-submissions, and the read-only cells found edited or deleted (graders.engine.integrity)."""
+submissions, the read-only cells found edited or deleted, and `reference_access`: what the sandbox's guard
+refused the submission (importing or reading the reference implementation; non-empty means every part was
+zeroed), see graders.engine.integrity and graders.engine.guard."""
 from __future__ import annotations
 
 import json

@@ -26,6 +26,8 @@ def flags(card: Scorecard) -> str:
     integrity = card.integrity
     review = float(integrity.get("review_at", 0.8))
     found = []
+    if integrity.get("reference_access"):
+        found.append("reached for the reference (zeroed)")
     if integrity.get("tampered_cells"):
         found.append(f"{len(integrity['tampered_cells'])} read-only cell(s) changed")
     ref = integrity.get("similarity_to_reference")

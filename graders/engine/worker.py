@@ -5,7 +5,8 @@ Started by `graders.engine.sandbox.Worker` as
 Endpoints: GET /health, POST /call {"fn", "args"} and POST /search {"query", "k"} (the hot path
 under load). Only functions listed in the adapters module's `EXPORTS` can be called. Calls run one
 at a time, like a single-worker server, so candidate code need not be thread-safe and the
-candidate and the reference are measured under the same serving discipline.
+candidate and the reference are measured under the same serving discipline. `graders.engine.guard`
+is installed before the submission loads.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
+
+from graders.engine import guard
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -133,6 +136,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
 
+    guard.install()  # before anything of the submission runs: the reference is not the submission's to use
     adapters = importlib.import_module(args.adapters)
     error = None
     module = None

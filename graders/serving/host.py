@@ -78,6 +78,8 @@ def load(module_path: str, settings: Any, threads: int) -> tuple[Any, str | None
 
 
 def main(argv: list[str] | None = None) -> None:
+    from graders.engine import guard  # before the submission loads: the reference is not its to use
+    guard.install()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", required=True)
     ap.add_argument("--port", type=int, required=True)

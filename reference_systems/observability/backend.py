@@ -121,9 +121,9 @@ def create_app(token: str, n_docs: int = 1200) -> Any:
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
+    from labkit.serving import Detokenizer
     from reference_systems.serving.engine import Engine
     from reference_systems.serving.model import model_dir
-    from reference_systems.serving.openai_api import Detokenizer
     from reference_systems.serving.scheduler import Handle, QueueFull, Scheduler
 
     lab = load_lab("observability")

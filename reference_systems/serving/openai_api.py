@@ -1,4 +1,4 @@
-"""OpenAI wire format for the serving lab: request models, response/chunk builders, SSE, detokenizing.
+"""OpenAI wire format for the serving lab: request models, response/chunk builders, SSE.
 
 Only what a greedy single-choice server needs: `/v1/completions` and `/v1/chat/completions`,
 with `stream`, `stream_options.include_usage`, `max_tokens`, and vLLM's extras `ignore_eos`
@@ -100,33 +100,3 @@ class Shaper:
             return {**self._head("chat.completion"), "choices": [choice], "usage": u, "server_timing": timing}
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
         return {**self._head("text_completion"), "choices": [choice], "usage": u, "server_timing": timing}
-
-
-class Detokenizer:
-    """Incremental detokenizing in O(1) per token (vLLM/TGI's offsets): decode a short window, not the whole
-    output, and hold back text ending in U+FFFD, since byte-level BPE tokens can end mid-character."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix = 0  # window start: decoding from here gives stable text
-        self.read = 0    # ids before this are already returned
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def push(self, token_id: int, last: bool = False) -> str:
-        self.ids.append(token_id)
-        done = self._decode(self.ids[self.prefix:self.read])
-        text = self._decode(self.ids[self.prefix:])
-        if len(text) <= len(done) or (text.endswith("\ufffd") and not last):
-            return ""
-        self.prefix, self.read = self.read, len(self.ids)
-        return text[len(done):]
-
-    def flush(self) -> str:
-        """Whatever is still held back (the request ended)."""
-        done = self._decode(self.ids[self.prefix:self.read])
-        text = self._decode(self.ids[self.prefix:])
-        self.prefix = self.read = len(self.ids)
-        return text[len(done):]

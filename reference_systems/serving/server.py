@@ -26,11 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from labkit.serving import Detokenizer
 from reference_systems.serving.engine import Engine, StepOutput
 from reference_systems.serving.openai_api import (
     ChatRequest,
     CompletionRequest,
-    Detokenizer,
     GenerationParams,
     Shaper,
     error_body,
