@@ -1,11 +1,12 @@
 """The observability grader end to end: a real backend with a real fault injector, the submission in its own
 sandboxed process, Locust traffic on 127.0.0.1, detectors ticked on scraped telemetry.
 
-The reference is graded on the quick profile (the figure the lab promises); the always-paging and
-never-paging submissions, and the broken ones, on the one-minute smoke profile."""
+The reference is graded on the quick profile (the figure the lab promises), the broken submissions on the
+one-minute smoke profile; the always-paging and never-paging examples are in tests/test_gaming_observability.py."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,11 @@ def test_lab_toml_parts_faults_and_schedule() -> None:
     assert all(f["component"] in COMPONENTS for f in faults.values())
     quick = lab.scenario("quick")
     plan, end = schedule(lab, quick)
-    assert [f.name for f in plan] == [f.name for f in schedule(lab, quick)[0]]  # seeded: the same every time
-    assert sorted(f.name for f in plan) == sorted(faults) and plan[0].start == quick.warmup_s
-    assert all(b.start - a.end == quick.gap_s > quick.grace_s for a, b in zip(plan, plan[1:]))
-    assert end == plan[-1].end + quick.gap_s
+    assert plan == schedule(lab, quick)[0]  # seeded: the same draw for the same nonce (the grader's is fresh per run)
+    assert sorted(f.name for f in plan) == sorted(faults) and plan[0].start >= quick.warmup_s
+    min_gap = math.ceil(quick.gap_s * lab.raw["schedule"]["min_gap_fraction"])
+    assert all(b.start - a.end >= min_gap > quick.grace_s for a, b in zip(plan, plan[1:]))
+    assert end == quick.warmup_s + len(plan) * (quick.fault_s + quick.gap_s) >= plan[-1].end + quick.grace_s
     normal, drift = workload()
     assert len(drift) >= 8 and not set(drift) & set(normal)
 
@@ -46,10 +48,6 @@ def _card(out: Path, name: str) -> dict:
     return card
 
 
-def _points(card: dict) -> dict[str, float]:
-    return {p["name"]: p["points"] for p in card["parts"]}
-
-
 @pytest.mark.slow
 def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
     [card] = grade("reference", tmp_path, profile="quick")
@@ -57,28 +55,15 @@ def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
     assert saved["score"] == card.score >= 95, card.parts
     m = saved["metrics"]
     assert m["detection_recall"] == 1.0 and m["root_cause_accuracy"] >= 6 / 7
+    # quiet enough that chance is low, and precise enough that recall, root cause and time to detect count in full
+    assert card.extras["chance"]["window_share"] < 0.35 and card.extras["chance"]["credit"] == 1.0
     assert m["telemetry_conformance"] == 1.0, [c for c in card.extras["checks"] if c["fraction"] < 1]
     assert m["instrumentation_overhead_ratio"] < 1.15
     page = (tmp_path / "reference" / "report.html").read_text()
     assert "data:image/png;base64" in page and "retriever_latency" in page
 
 
-@pytest.mark.slow
-def test_paging_everything_and_paging_nothing_both_score_low(tmp_path: Path) -> None:
-    for name in ("always_alert", "never_alert"):
-        (tmp_path / "subs").mkdir(exist_ok=True)
-        (tmp_path / "subs" / f"{name}.py").write_text((FIXTURES / f"{name}.py").read_text())
-    cards = {c.submission: c for c in grade(str(tmp_path / "subs"), tmp_path / "out", profile="smoke")}
-    always, never = _points(_card(tmp_path / "out", "always_alert")), _points(_card(tmp_path / "out", "never_alert"))
-    # a flapping pager finds every fault but is no better than chance at saying when
-    assert cards["always_alert"].metrics["detection_recall"] >= 0.85
-    assert always["detection_precision"] <= 0.25 * 15
-    # a silent one finds nothing; both keep their (reference) instrumentation points
-    assert cards["never_alert"].metrics["detection_recall"] == 0.0
-    assert never["detection_recall"] == never["detection_precision"] == never["mean_time_to_detect"] == 0
-    for points in (always, never):
-        assert points["telemetry_conformance"] >= 18
-    assert max(c.score for c in cards.values()) < 75
+# Paging everything and paging nothing: tests/test_gaming_observability.py grades the examples (smoke profile).
 
 
 @pytest.mark.slow

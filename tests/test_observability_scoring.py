@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
+from graders.engine.labconfig import load_lab
 from graders.engine.report_observability import write_observability_report
 from graders.engine.scorecard import Scorecard
 from graders.observability import conformance, detection
 from graders.observability.conformance import Check, check_telemetry
 from graders.observability.interface import Alert, ServiceConfig, SpanRecord
 from graders.observability.records import Fault, Page, Truth
+from graders.observability.system import schedule
 
 GRACE = 3.0
 RUN_END = 58.0
@@ -33,13 +35,23 @@ def active(t: float) -> Fault | None:
     return next((f for f in FAULTS if f.start <= t < f.end), None)
 
 
+def visible(t: float) -> Fault | None:
+    """The fault whose symptoms the detectors can have seen at tick t: one switched on at least a tick ago."""
+    return next((f for f in FAULTS if f.first_symptom <= t < f.end + 1), None)
+
+
 def perfect(t: float) -> dict[str, list[Alert]]:
-    f = active(t)
-    return {"slo": [Alert("burn", f.component)] if f and t >= f.start + 1 else []}
+    f = visible(t)
+    return {"slo": [Alert("burn", f.component)] if f else []}
 
 
-def score(alerts_at: Callable[[float], dict[str, list[Alert]]]) -> detection.Detection:
-    return detection.score_detection(FAULTS, detection.pages_from_ticks(run_ticks(alerts_at)), GRACE, RUN_END)
+def shifted(faults: list[Fault], by: range) -> list[list[Fault]]:
+    """The same schedule moved by each offset: blind schedules for chance precision in these pure tests."""
+    return [[replace(f, start=f.start + k, end=f.end + k) for f in faults] for k in by]
+
+
+def score(alerts_at: Callable[[float], dict[str, list[Alert]]], **kw: Any) -> detection.Detection:
+    return detection.score_detection(FAULTS, detection.pages_from_ticks(run_ticks(alerts_at)), GRACE, RUN_END, **kw)
 
 
 # ---- pages and detection -------------------------------------------------------------------------
@@ -74,17 +86,22 @@ def test_always_on_alert_detects_nothing() -> None:
 
 
 def test_flapping_everywhere_scores_precision_near_chance_and_no_points() -> None:
-    d = score(lambda t: {"flap": [Alert("x", "retriever")] if int(t) % 2 == 0 else []})
-    assert d.chance_precision == pytest.approx(33 / 58)
+    flap = lambda t: {"flap": [Alert("x", "retriever")] if int(t) % 2 == 0 else []}  # noqa: E731
+    # windows open a tick after each switch: [11, 21], [27, 37], [43, 53] in seconds of a 58 s run
+    assert score(flap).window_share == pytest.approx(30 / 58)
+    d = score(flap, blind=shifted(FAULTS, range(-9, 5)))
     assert d.recall == 1.0
+    # 3 faults paged and 15 false pages: the same flapping scores as much on any shifted schedule
+    assert d.precision == pytest.approx(3 / 18) and len(d.false_pages) == 15
     assert abs(d.precision - d.chance_precision) < 0.08
     assert detection.precision_fraction(d, full_at=0.9) < 0.15
+    assert detection.credit_factor(d, 0.8) == 0.0  # recall, root cause and time to detect count for nothing
     assert d.root_cause_accuracy == pytest.approx(1 / 3)  # right only where it happened to guess "retriever"
 
 
 def test_wrong_or_shotgun_components_lower_root_cause() -> None:
     def wrong_for_memory(t: float) -> dict[str, list[Alert]]:
-        f = active(t)
+        f = visible(t)
         if f is None:
             return {}
         return {"slo": [Alert("burn", "cache" if f.component == "memory" else f.component)]}
@@ -95,13 +112,13 @@ def test_wrong_or_shotgun_components_lower_root_cause() -> None:
     assert [r.blamed for r in d.per_fault] == ["retriever", "generator", "cache"]
 
     def every_component(t: float) -> dict[str, list[Alert]]:
-        f = active(t)
+        f = visible(t)
         return {"all": [Alert("x", c) for c in ("retriever", "generator", "memory")]} if f else {}
 
     shotgun = score(every_component)
     assert shotgun.recall == 1.0 and shotgun.root_cause_accuracy == 0.0
 
-    unknown = score(lambda t: {"d": [Alert("x", "database")]} if active(t) else {})
+    unknown = score(lambda t: {"d": [Alert("x", "database")]} if visible(t) else {})
     assert unknown.recall == 1.0 and unknown.root_cause_accuracy == 0.0
 
 
@@ -118,8 +135,105 @@ def test_undetected_faults_count_against_root_cause_and_late_pages_count_in_grac
 
 def test_window_coverage_merges_overlaps_and_clips_to_the_run() -> None:
     faults = [Fault("a", "cache", 0, 10), Fault("b", "cache", 8, 12), Fault("c", "cache", 95, 100)]
-    assert detection.window_coverage(faults, 2.0, 100.0) == pytest.approx((14 + 5) / 100)
+    # windows open a tick after the switch: [1, 12] and [9, 14] merge, [96, 102] is clipped at 100
+    assert detection.window_coverage(faults, 2.0, 100.0) == pytest.approx((13 + 4) / 100)
     assert detection.window_coverage([], 2.0, 100.0) == 0.0
+
+
+# ---- the drawn schedule, the first symptom, events and the credit factor ---------------------------
+
+def test_every_profile_draws_its_schedule_per_nonce_with_a_fixed_length_and_quiet_time() -> None:
+    lab = load_lab("observability")
+    for name in ("smoke", "quick", "full"):
+        sc = lab.scenario(name)
+        n = sc.rounds * len(lab.raw["faults"])
+        min_gap = math.ceil(sc.gap_s * lab.raw["schedule"]["min_gap_fraction"])
+        draws = {nonce: schedule(lab, sc, nonce) for nonce in ("", "a", "b", "c")}
+        for faults, end in draws.values():
+            assert end == sc.warmup_s + n * (sc.fault_s + sc.gap_s) and len(faults) == n
+            assert faults[0].start >= sc.warmup_s and faults[-1].end + sc.grace_s <= end
+            assert all(f.end - f.start == sc.fault_s and f.reach_at == f.start + 1 for f in faults)
+            assert all(b.start - a.end >= min_gap > sc.grace_s for a, b in zip(faults, faults[1:]))
+            assert sorted(f.name for f in faults) == sorted(list(lab.raw["faults"]) * sc.rounds)  # each, once a round
+            after_warmup = [float(t) for t in range(int(end) + 1) if t >= sc.warmup_s]
+            assert detection.tick_coverage(faults, sc.grace_s, after_warmup) <= 0.32, name  # was ~0.65
+        assert len({tuple(f.start for f in faults) for faults, _ in draws.values()}) == 4, name
+        assert len({tuple(f.name for f in faults) for faults, _ in draws.values()}) > 1, name
+        assert schedule(lab, sc, "a") == draws["a"]  # a nonce replays its draw
+
+
+def test_a_fault_of_a_later_round_switches_on_after_the_earlier_one_switched_off() -> None:
+    from graders.observability.scenario import transitions
+
+    plan = [Fault("cache_miss", "cache", 10, 15), Fault("memory_leak", "memory", 22, 27),
+            Fault("cache_miss", "cache", 40, 45)]
+    active: set[str] = set()
+    on_ticks = []
+    for t in range(50):
+        off, on = transitions(plan, float(t), active)
+        active -= set(off)
+        active |= {f.name for f in on}
+        on_ticks += [(t, f.start) for f in on]
+        assert ("cache_miss" in active) == (10 <= t < 15 or 40 <= t < 45), t
+    assert on_ticks == [(10, 10), (22, 22), (40, 40)]
+
+
+def test_a_page_counts_only_from_the_first_tick_collected_after_the_switch() -> None:
+    from graders.observability.scenario import reach
+
+    fault = Fault("error_burst", "generator", 10, 15)
+    on_time = [(float(t), t + 0.01) for t in range(30)]  # (tick, when its collection began)
+    [nominal] = reach([fault], {"error_burst@10": 10.05}, on_time, 29.0)
+    assert nominal.reach_at == 11.0
+    # the detectors' call at tick 10 ran 1.3 s, so the fault went on at 11.35, after tick 11's collection began
+    late = [(t, b) for t, b in on_time if t != 11.0] + [(11.0, 11.02)]
+    [slow] = reach([fault], {"error_burst@10": 11.35}, sorted(late), 29.0)
+    assert slow.reach_at == 12.0
+    [never] = reach([fault], {}, on_time, 29.0)  # the scenario ended before it was switched on
+    assert never.reach_at == 30.0
+
+    at_switch = Page("d", "guess", "generator", 10.0, 12.0)   # the tick the fault went on: a guess
+    from_data = Page("d", "burn", "generator", 11.0)
+    d = detection.score_detection([nominal], [at_switch, from_data], 1.0, 29.0)
+    assert d.recall == 1.0 and d.per_fault[0].first_page is from_data and d.per_fault[0].time_to_detect_s == 1.0
+    assert d.false_pages == d.early_pages == [at_switch] and d.precision == 0.5
+    d = detection.score_detection([slow], [at_switch, from_data], 1.0, 29.0)
+    assert d.recall == 0.0 and len(d.early_pages) == 2
+
+
+def test_a_burst_of_pages_in_one_window_is_one_detection() -> None:
+    # 20 pages (different kinds) while the first fault is visible, and two false pages between faults
+    burst = score(lambda t: {"d": [Alert(f"k{t:.0f}-{i}", "retriever") for i in range(2)]} if 11 <= t <= 20 else
+                  {"d": [Alert("x", "cache")]} if t in (24.0, 40.0) else {})
+    assert burst.recall == pytest.approx(1 / 3) and len(burst.false_pages) == 2
+    assert burst.precision == pytest.approx(1 / 3)  # one detection, two false pages: not 20 / 22
+
+
+def test_recall_root_cause_and_time_to_detect_count_in_proportion_to_precision_above_chance() -> None:
+    # a quiet schedule: 3 s faults in a 140 s run, and the same schedule shifted as the blind draws
+    faults = [Fault("retriever_latency", "retriever", 20, 23), Fault("error_burst", "generator", 60, 63),
+              Fault("memory_leak", "memory", 100, 103)]
+    blind = shifted(faults, range(-18, 40, 2))
+    right = [Page("d", "burn", f.component, f.start + 1, f.end + 1) for f in faults]
+
+    good = detection.score_detection(faults, right, 1.0, 140.0, blind=blind)
+    assert good.precision == 1.0 and detection.credit_factor(good, 0.8) == 1.0
+    assert good.chance_precision < good.luck_bar < 0.8  # the same pages on other schedules hit less often
+
+    # the same pages and two false ones: precision 3 / 5, above chance but short of full credit
+    noisy = detection.score_detection(faults, right + [Page("n", "x", "cache", 40.0, 41.0),
+                                                        Page("n", "x", "cache", 80.0, 81.0)], 1.0, 140.0, blind=blind)
+    assert noisy.precision == pytest.approx(3 / 5)
+    credit = detection.credit_factor(noisy, 0.8)
+    assert credit == pytest.approx((0.6 - noisy.luck_bar) / (0.8 - noisy.luck_bar)) and 0 < credit < 1
+
+    # flapping pages every other tick: every fault paged, at chance, so no credit at all
+    flap = detection.score_detection(faults, [Page("f", "x", "retriever", float(t), t + 1.0) for t in range(1, 140, 2)],
+                                     1.0, 140.0, blind=blind)
+    assert flap.recall == 1.0 and detection.credit_factor(flap, 0.8) == 0.0
+
+    # time to detect: one quick detection is not a quick detector
+    assert detection.time_to_detect_fraction(1.0, 4.0, 12.0, recall=1 / 3) == pytest.approx(1 / 3)
 
 
 # ---- conformance ---------------------------------------------------------------------------------
@@ -430,6 +544,18 @@ def test_report_for_an_empty_card(tmp_path: Path) -> None:
     assert "False pages (0)" in assert_valid_report(write_observability_report(card, tmp_path / "r2.html"))
 
 
+def test_report_marks_pages_before_the_first_symptom_and_the_credit_kept(tmp_path: Path) -> None:
+    faults = [asdict(replace(f, reach_at=f.start + 1)) for f in FAULTS]
+    pages = [asdict(Page("guess", "k", "retriever", 10.0, 11.0)), asdict(Page("slo", "burn", "retriever", 11.0))]
+    card = Scorecard(lab="observability", submission="early")
+    card.extras = {"faults": faults, "pages": pages, "run_end": RUN_END, "grace_s": GRACE, "latency": [],
+                   "checks": [], "per_fault": [],
+                   "chance": {"precision": 0.3, "luck_bar": 0.55, "window_share": 0.31, "credit": 0.0}}
+    text = assert_valid_report(write_observability_report(card, tmp_path / "report.html"))
+    assert "False pages (1)" in text and "too early" in text
+    assert "counted at <b>0%</b>" in text and "31%" in text
+
+
 def test_page_colours_follow_the_windows() -> None:
     from graders.engine.report_observability import OUTSIDE, RIGHT, WRONG, page_colour
 
@@ -442,11 +568,11 @@ def test_page_colours_follow_the_windows() -> None:
 def test_chance_precision_counts_ticks_so_a_random_pager_earns_nothing() -> None:
     from graders.observability.detection import precision_fraction, score_detection, tick_coverage, window_coverage
 
-    # the smoke profile: 4 s warm-up, faults 3 s on / 4 s off, 1 s grace. Window ends are inclusive, so each
-    # window holds 5 of every 7 whole-second ticks (0.71), while in seconds it covers 4 of 7 (0.57)
+    # the old smoke profile: 4 s warm-up, faults 3 s on / 4 s off, 1 s grace. Window ends are inclusive, so each
+    # window [start + 1, end + 1] holds 4 of every 7 whole-second ticks, while in seconds it covers 3 of 7
     faults = [Fault(f"f{i}", "cache", 4 + 7 * i, 7 + 7 * i) for i in range(7)]
     ticks = [float(t) for t in range(54)]
-    assert abs(tick_coverage(faults, 1.0, ticks) - 35 / 54) < 1e-9
+    assert abs(tick_coverage(faults, 1.0, ticks) - 28 / 54) < 1e-9
     assert window_coverage(faults, 1.0, 53.0) < tick_coverage(faults, 1.0, ticks)
     flapping = [Page("flap", "x", "retriever", t, t + 1) for t in ticks[1::2]]
     d = score_detection(faults, flapping, 1.0, 53.0, ticks=ticks)

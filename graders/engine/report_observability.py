@@ -25,9 +25,19 @@ def _end(page: dict[str, Any], run_end: float) -> float:
     return run_end if page.get("end") is None else float(page["end"])
 
 
+def reach_at(fault: dict[str, Any]) -> float:
+    """Where a fault's window opens: the first tick collected after it was switched on (records.Fault)."""
+    return float(fault["start"] if fault.get("reach_at") is None else fault["reach_at"])
+
+
+def too_early(page: dict[str, Any], faults: list[dict[str, Any]]) -> bool:
+    """The page started while a fault was being switched on, before any symptom could reach the detectors."""
+    return any(f["start"] <= page["start"] < reach_at(f) for f in faults)
+
+
 def page_colour(page: dict[str, Any], faults: list[dict[str, Any]], grace_s: float) -> str:
     """Green: started in a fault's window blaming its component; orange: in a window, wrong component; red: outside."""
-    inside = [f for f in faults if f["start"] <= page["start"] <= f["end"] + grace_s]
+    inside = [f for f in faults if reach_at(f) <= page["start"] <= f["end"] + grace_s]
     if not inside:
         return OUTSIDE
     return RIGHT if any(f["component"] == page["component"] for f in inside) else WRONG
@@ -126,10 +136,17 @@ def write_observability_report(card: Scorecard, path: Path) -> Path:
         f"<td>{e(str(r.get('detector', '')))} {e(str(r.get('kind', '')))}</td></tr>"
         for r in x.get("per_fault", []))
     false = [p for p in pages if page_colour(p, faults, grace_s) == OUTSIDE]
+    c = x.get("chance")
+    chance = "" if not c else (
+        f"<p>Precision against chance: the same page times score {c['precision']:.2f} on average on schedules drawn "
+        f"blindly, and {c['luck_bar']:.2f} by luck (a random pager would hit a window {c['window_share']:.0%} of "
+        f"the time). Recall, root cause and time to detect were counted at <b>{c['credit']:.0%}</b> of their points: "
+        "in proportion to precision above the luck bar.</p>")
     false_rows = "".join(
         f"<tr><td>{e(str(p['detector']))}</td><td>{e(str(p['kind']))}</td><td>{e(str(p['component']))}</td>"
         f"<td>{_seconds(p['start'], '')}</td><td>{_seconds(p.get('end'), 'still firing')}</td>"
-        f"<td>{e(str(p.get('detail', '')))}</td></tr>" for p in false[:50])
+        f"<td>{'<b>too early</b>: before the fault could show in the telemetry. ' if too_early(p, faults) else ''}"
+        f"{e(str(p.get('detail', '')))}</td></tr>" for p in false[:50])
     if len(false) > 50:
         false_rows += f"<tr><td colspan='6'>and {len(false) - 50} more</td></tr>"
     check_rows = "".join(
@@ -143,9 +160,11 @@ def write_observability_report(card: Scorecard, path: Path) -> Path:
 <p class="score">{card.score:.1f} / 100</p><p>graded in {card.duration_s:.0f} s</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Faults and pages</h2>
-<p>A fault counts as detected when a page <em>starts</em> inside its window (fault on, then {grace_s:g} s of grace);
-a page already firing when the fault began does not count. Green pages blamed the fault's component, orange ones
-another, red ones started outside every window (false pages).</p>
+<p>A fault counts as detected when a page <em>starts</em> inside its window: from the first tick whose telemetry
+was collected after the fault was switched on, to {grace_s:g} s after it ended. A page already firing when the fault
+began does not count, and one that starts before the fault could show in the telemetry is a false page. Green pages
+blamed the fault's component, orange ones another, red ones started outside every window (false pages).
+Fault times and order were drawn for this run.</p>{chance}
 <div>{figure}</div>
 <table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
 <h2>Detection per fault</h2>

@@ -8,12 +8,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+TICK_S = 1.0  # the detectors are asked once a tick; page times are tick times
+
+
 @dataclass(frozen=True)
 class Fault:
+    """A fault is on during [start, end). `reach_at` is the first tick whose telemetry the grader began to collect
+    after the fault was switched on: the earliest a symptom could reach the detectors, so the earliest a page
+    counts for the fault. Faults are switched on just after the detectors' call at tick `start`, so it is
+    normally `start + TICK_S` (None stands for that)."""
     name: str          # a key of lab.toml [faults], e.g. "retriever_latency"
     component: str     # ground truth, one of interface.COMPONENTS
     start: float
     end: float
+    reach_at: float | None = None
+
+    @property
+    def first_symptom(self) -> float:
+        return self.start + TICK_S if self.reach_at is None else self.reach_at
 
 
 @dataclass

@@ -1,15 +1,19 @@
 """Run one scenario against a hosted submission: the overhead phase, then faults under load, ticking the detectors.
 
-Each tick (1 s): switch the faults the schedule says, scrape the assistant's and the backend's
-/metrics, drain the spans that finished, hand all of it to the submission's detectors, and keep
-their alerts with the tick's time. The detectors never see the schedule: only telemetry.
+Each tick (1 s): scrape the assistant's and the backend's /metrics, drain the spans that finished,
+hand all of it to the submission's detectors and keep their alerts with the tick's time; then switch
+the faults the schedule says. Switching after the detectors' call means the telemetry of tick `start`
+predates the fault: the first tick that can carry a symptom is the next one, and the grader records
+when each fault was really switched on and when each tick's collection began, so a page counts only
+from the first tick collected after the switch (records.Fault.reach_at). The detectors never see the
+schedule, which is drawn afresh for every run (system.schedule): only telemetry.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +23,16 @@ from graders.engine.labconfig import LabConfig, ScenarioProfile
 from graders.engine.sandbox import MAX_REPLY, OversizedReply, Worker, WorkerError, read_bounded
 from graders.observability.host import HEALTH_PATH
 from graders.observability.interface import Alert, SpanRecord
-from graders.observability.records import Fault, Truth
+from graders.observability.records import TICK_S, Fault, Truth
 from graders.observability.system import Backend, parse_metrics, schedule, workload
 from graders.observability.traffic import Traffic, TrafficSpec
 
-TICK_S = 1.0
 MAX_SPANS_PER_TICK = 20_000  # far above what ~8 requests/s make; a flood is cut, not stored
 MAX_DETECTORS, MAX_ALERTS = 50, 50  # per tick: detectors read back, alerts per detector
 SETTLE_S = 15.0  # at most this long for requests still being handled when a phase's load stops
+# Query drift lives in the load generator, which switches on its own clock: half a tick after tick `start`,
+# so the drain and the detectors' call of that tick (milliseconds) come before the first drifted question.
+DRIFT_LAG_S = TICK_S / 2
 
 
 def log(message: str) -> None:
@@ -37,6 +43,7 @@ def log(message: str) -> None:
 class ScenarioRun:
     faults: list[Fault]
     run_end: float
+    nonce: str = ""                                                  # the schedule's per-run draw (system.schedule)
     ticks: list[tuple[float, dict[str, list[Alert]]]] = field(default_factory=list)
     spans: list[SpanRecord] = field(default_factory=list)
     truth: Truth = field(default_factory=Truth)
@@ -153,29 +160,62 @@ def overhead_phase(worker: Worker, scenario: ScenarioProfile, workdir: Path) -> 
     return samples, before
 
 
+def reach(faults: list[Fault], switched_at: dict[str, float], collected_at: list[tuple[float, float]],
+          run_end: float) -> list[Fault]:
+    """Each fault with `reach_at`: the first tick whose collection began after the fault was switched on
+    (after the run when it never was: the scenario ended early, and no page can count for it)."""
+    out = []
+    for f in faults:
+        on = switched_at.get(f"{f.name}@{f.start:g}")
+        first = next((tick for tick, began in collected_at if on is not None and began >= on), run_end + TICK_S)
+        out.append(replace(f, reach_at=first))
+    return out
+
+
+def transitions(faults: list[Fault], now: float, active: set[str]) -> tuple[list[str], list[Fault]]:
+    """(names to switch off, faults to switch on) for the tick [now, now + 1) given the names now on. A fault of
+    a later round is a new occurrence of the same name: its earlier one ends before it starts."""
+    due = {f.name: f for f in faults if f.start <= now < f.end}
+    return sorted(active - set(due)), [due[name] for name in sorted(set(due) - active)]
+
+
+def switch(backend: Backend, faults: list[Fault], now: float, active: set[str], t0: float,
+           switched_at: dict[str, float]) -> None:
+    """Put the faults in the state the schedule says for [now, now + 1 tick), noting when each went on. The drift
+    fault is the load generator's, which turns it on DRIFT_LAG_S after tick `start` by its own clock."""
+    off, on = transitions(faults, now, active)
+    for name in off:
+        if name != "query_drift":
+            backend.switch(name, False)
+        active.discard(name)
+    for f in on:
+        if f.name != "query_drift":
+            backend.switch(f.name, True)
+        switched_at[f"{f.name}@{f.start:g}"] = f.start + DRIFT_LAG_S if f.name == "query_drift" else time.time() - t0
+        active.add(f.name)
+
+
 def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: ScenarioProfile,
-                 workdir: Path) -> ScenarioRun:
-    faults, run_end = schedule(lab, scenario)
-    run = ScenarioRun(faults, run_end)
+                 workdir: Path, nonce: str = "") -> ScenarioRun:
+    faults, run_end = schedule(lab, scenario, nonce)
+    run = ScenarioRun(faults, run_end, nonce)
     queries, drift_queries = workload()
     t0 = time.time() + 0.5
     spec = TrafficSpec(url=worker.url, queries=queries, seconds=run_end + 0.5, rate=scenario.rate, users=scenario.users,
                        t0=t0, label="scenario", drift_queries=drift_queries, seed=scenario.seed,
-                       drift=[[f.start, f.end] for f in faults if f.name == "query_drift"])
+                       drift=[[f.start + DRIFT_LAG_S, f.end + DRIFT_LAG_S] for f in faults if f.name == "query_drift"])
     traffic = Traffic(spec, workdir).start()
     detectors_alive = True
     active: set[str] = set()
+    switched_at: dict[str, float] = {}
+    collected_at: list[tuple[float, float]] = []  # (tick, when its collection began), seconds since t0
     try:
         tick = 0
         while tick * TICK_S <= run_end:
             now = tick * TICK_S
             time.sleep(max(0.0, t0 + now - time.time()))
             tick += 1
-            for f in faults:  # the drift fault lives in the load generator; the others in the backend
-                should = f.start <= now < f.end
-                if should != (f.name in active) and f.name != "query_drift":
-                    backend.switch(f.name, should)
-                (active.add if should else active.discard)(f.name)
+            collected_at.append((now, time.time() - t0))
             try:
                 spans, truth, text = drain(worker, t0)
             except WorkerError as exc:  # the submission's process is gone, wedged or answering nonsense
@@ -206,10 +246,12 @@ def run_scenario(worker: Worker, backend: Backend, lab: LabConfig, scenario: Sce
                     if isinstance(secs, (int, float)):
                         run.detector_seconds[str(name)[:80]] = run.detector_seconds.get(str(name)[:80], 0.0) + secs
             run.ticks.append((now, alerts))
+            switch(backend, faults, now, active, t0, switched_at)
             if tick % 10 == 0:
                 firing = sorted({f"{n}:{a.component}" for n, al in alerts.items() for a in al})
                 log(f"t={now:4.0f}/{run_end:.0f} s  faults on: {sorted(active) or '-'}  pages: {firing or '-'}")
     finally:
+        run.faults = reach(faults, switched_at, collected_at, run_end)
         for name in sorted(active - {"query_drift"}):
             try:
                 backend.switch(name, False)

@@ -7,6 +7,7 @@ cannot read or change the faults.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import secrets
@@ -22,7 +23,7 @@ import httpx
 
 from graders.engine.labconfig import LabConfig, ScenarioProfile
 from graders.engine.sandbox import _die_with_parent, free_port, scrubbed_env
-from graders.observability.records import Fault
+from graders.observability.records import TICK_S, Fault
 
 
 class BackendError(RuntimeError):
@@ -90,18 +91,47 @@ class Backend:
         self.client.close()
 
 
-def schedule(lab: LabConfig, scenario: ScenarioProfile) -> tuple[list[Fault], float]:
-    """Every fault once per round after the warm-up, in a seeded order; (faults, when the scenario ends)."""
+def schedule(lab: LabConfig, scenario: ScenarioProfile, nonce: str = "") -> tuple[list[Fault], float]:
+    """Every fault once per round after the warm-up, at drawn times in a drawn order; (faults, when the scenario ends).
+
+    The profile fixes the run's length, `warmup_s + n * (fault_s + gap_s)` for n faults, and so the share of it
+    inside fault windows (what chance precision is). What is drawn, from `seed` and `nonce`, is the order and
+    the times: the n faults are laid on a circle as long as the run after the warm-up, with gaps of at least
+    lab.toml `[schedule] min_gap_fraction` of `gap_s` and the rest of the quiet time spread at random (a
+    uniform composition in whole seconds); the circle is cut at a random point of a gap, one piece of that gap
+    lengthening the warm-up and the other ending the run. So every second after the warm-up is about as likely
+    to lie in a fault window as any other (a little likelier next to the warm-up and the end: chance precision
+    is measured against such draws, see blind_schedules). The grader draws a fresh nonce per run, so no start
+    time can be read from this repository; an empty nonce gives the seed's own draw (tests, replays)."""
     catalogue = lab.raw["faults"]
-    rng = random.Random(f"observability-schedule:{scenario.seed}")
-    faults, t = [], scenario.warmup_s
+    rng = random.Random(f"observability-schedule:{scenario.seed}:{nonce}")
+    names: list[str] = []
     for _ in range(scenario.rounds):
-        names = sorted(catalogue)
-        rng.shuffle(names)
-        for name in names:
-            faults.append(Fault(name, str(catalogue[name]["component"]), t, t + scenario.fault_s))
-            t += scenario.fault_s + scenario.gap_s
-    return faults, t
+        shuffled = sorted(catalogue)
+        rng.shuffle(shuffled)
+        names += shuffled
+    n = len(names)
+    min_gap = max(math.ceil(scenario.gap_s * float(lab.raw.get("schedule", {}).get("min_gap_fraction", 1.0))),
+                  math.ceil(scenario.grace_s) + 1)
+    slack = max(0, round(n * (scenario.gap_s - min_gap)))
+    cuts = sorted(rng.sample(range(slack + n - 1), n - 1))  # stars and bars: n parts adding up to `slack`
+    gaps = [min_gap + b - a - 1 for a, b in zip([-1, *cuts], [*cuts, slack + n - 1])]
+    # the cut: a gap, and how much of it ends the run (enough for the last window's grace), uniform over all
+    cut_at = [(i, tail) for i, g in enumerate(gaps) for tail in range(math.ceil(scenario.grace_s), g + 1)]
+    last, tail = rng.choice(cut_at)
+    faults, t = [], scenario.warmup_s + gaps[last] - tail
+    for k in range(n):
+        i = (last + 1 + k) % n
+        faults.append(Fault(names[k], str(catalogue[names[k]]["component"]), t, t + scenario.fault_s,
+                            reach_at=t + TICK_S))
+        t += scenario.fault_s + gaps[i]
+    return faults, scenario.warmup_s + n * (scenario.fault_s + scenario.gap_s)
+
+
+def blind_schedules(lab: LabConfig, scenario: ScenarioProfile, draws: int) -> list[list[Fault]]:
+    """`draws` schedules drawn as the real one is but with fixed nonces: what a detector that knows this file and
+    nothing else could expect. Page times scored against them give chance precision (detection.score_detection)."""
+    return [schedule(lab, scenario, f"blind:{i}")[0] for i in range(draws)]
 
 
 def workload() -> tuple[list[str], list[str]]:

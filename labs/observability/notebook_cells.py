@@ -45,26 +45,31 @@ becomes your module. The grader hosts it in a sandboxed process behind `POST /as
 2. **overhead phase**: `/ask` (your handler) and `/ask_plain` (`interface.plain_handler`, the same
    work without telemetry) alternate under load; the ratio of their median latencies is your
    instrumentation overhead;
-3. **fault scenario**: Locust traffic (~8 requests/s), a **warm-up** without faults (14 s in the
-   quick profile) in which your detectors learn their baselines, then every fault below once, in
-   an order shuffled by a seed, each 8 s on and 8 s off. Every second the grader builds a
+3. **fault scenario**: Locust traffic (~8 requests/s), a **warm-up** without faults (at least 12 s
+   in the quick profile) in which your detectors learn their baselines, then every fault below
+   once, 5 s each, with quiet gaps of at least 7 s between them; the order and the start times are
+   drawn afresh for every run, so they cannot be guessed. Every second the grader builds a
    `Telemetry` (the spans that finished since the last tick, a scrape of your `/metrics` and of
-   the backend's `/metrics`) and calls every detector's `observe`. An alert returned on
-   consecutive ticks is one **page**.
+   the backend's `/metrics`) and calls every detector's `observe`; a fault is switched on just
+   after such a call, so its first symptoms reach your detectors on the next tick. An alert
+   returned on consecutive ticks is one **page**.
 
 | Part | Task | What is measured | Weight |
 |---|---|---|---|
 | Telemetry conformance | 1.1, 1.2 | spans and metrics follow the conventions below and agree with what really happened | 20 |
 | Instrumentation overhead | 1.2 | median latency with ÷ without your instrumentation: full points ≤ 1.15×, none at 2× | 10 |
-| Detection recall | 2 | faults with a page that **starts** in the window [start, end + 3 s] | 30 |
-| Detection precision | 2 | pages that start inside some window: no points at chance level, full at 0.9 | 15 |
+| Detection recall | 2 | faults with a page that **starts** in the window [start + 1 s, end + 1 s] | 30 |
+| Detection precision | 2 | faults paged ÷ (faults paged + false pages): no points at chance level, full at 0.9 | 15 |
 | Root cause | 2 | the first page in a fault's window blames the fault's component | 15 |
-| Mean time to detect | 2 | fault start → first page: full points ≤ 4 s, none ≥ 12 s | 10 |
+| Mean time to detect | 2 | fault start → first page: full points ≤ 4 s, none ≥ 12 s; times recall | 10 |
 | Incident report | 3.1 | written, graded by hand | 10 points |
 
 Weights are in `labs/observability/lab.toml`. An alert that is always on detects nothing (a page
-counts where it starts); one that flaps at random times is right only as often as the fault
-windows cover the run, which is what "chance level" means.
+counts where it starts), and a page at the very tick a fault is switched on is a false page (nothing
+could have shown it yet). **Recall, root cause and time to detect count only in proportion to
+precision above chance**: "chance" is what your pages, at the same times, would score against fault
+schedules drawn blindly. A detector that flaps, or pages on a timer, finds faults only by chance and
+earns nothing for them; full credit from a precision of 0.8.
 
 **The faults** (lab.toml `[faults]`). The component is what a page should blame: one of
 `COMPONENTS`.
@@ -589,8 +594,8 @@ Everything a detector knows comes from telemetry: the spans your handler recorde
 scrapes of `/metrics`. Counters and histograms are cumulative since the process started: what
 happened during a tick is the difference between two scrapes (`CounterDeltas`,
 `bucket_deltas`). The first `WARMUP_S` seconds of a run have no faults: learn baselines there and
-do not alert. The grader's warm-up is 14 s (quick profile) or 20 s (full); `WARMUP_S` below
-leaves a margin.
+do not alert. The grader's warm-up is at least 12 s (quick profile) or 20 s (full), as long as
+`WARMUP_S` below.
 
 The tests run your detectors on a `FakeService` (the next cell): a synthetic assistant that
 serves 8 requests a tick from a pool of repeated questions and builds each tick's `Telemetry` the
@@ -1150,8 +1155,8 @@ page in its window blames, and pages starting on the same tick must all blame th
 
 - Run `inject(fault, create_detectors(CONFIG))` for each fault and look at what fires, when, and
   what it blames; then `run_ticks(FakeService(seed), ..., 60)` for false pages.
-- In the real scenario the warm-up is the only time without faults: every fault after the first
-  begins 8 s after the previous one ended.
+- In the real scenario the warm-up is the only time you can be sure has no faults: a fault may
+  begin as soon as 7 s after the previous one ended.
 </details>
 """
 
