@@ -16,7 +16,10 @@ the client's TTFT is from the server's own (`server_timing`), the cost of the HT
 
 The load generator is `graders.serving.client` (shared with the grader), an asyncio httpx client
 rather than Locust: Poisson arrivals must be open loop (a slow server must not slow the
-arrivals), which Locust's closed-loop users do not give.
+arrivals), which Locust's closed-loop users do not give. As in the grader, the prompts come from a
+fresh seed per run (printed; AILAB_SERVING_SEED=N replays it) and every stream is verified against
+the engine's greedy output (`graders.serving.verify`): a wrong one counts as failed, and the
+`verified` column is the share of whole streams that were right.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from pathlib import Path
 import httpx
 
 from graders.paths import LABS_DIR, REPO_ROOT
-from graders.serving.client import drive, prompt_corpus, summarize, workload
+from graders.serving.client import choose_seed, drive, prompt_corpus, summarize, warmup, workload
+from graders.serving.verify import greedy_texts, mark
 
 
 def load_lab() -> dict:
@@ -93,6 +97,7 @@ COLUMNS = [("rate", "rate", "{:.0f}"), ("ok", "completed", "{:d}"), ("err", "err
            ("ttft p50", "ttft_p50_ms", "{:.0f}"), ("ttft p95", "ttft_p95_ms", "{:.0f}"),
            ("tpot p50", "tpot_p50_ms", "{:.1f}"), ("itl p95", "itl_p95_ms", "{:.1f}"), ("e2e p95", "e2e_p95_ms", "{:.0f}"),
            ("out tok/s", "output_tokens_per_s", "{:.0f}"), ("req/s", "requests_per_s", "{:.2f}"),
+           ("verified", "verified_rate", "{:.0%}"),
            ("goodput", "goodput_rps", "{:.2f}"), ("$/1M tok", "cost_per_1m_output_tokens_usd", "{:.3f}"),
            ("ttft c-s ms", "client_minus_server_ttft_p50_ms", "{:.2f}")]
 
@@ -127,16 +132,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     usd_per_hour = prices["usd_per_hour"][prices["device"]]
 
     tok, corpus_ids = prompt_corpus()
+    profile["seed"], source = choose_seed(profile.get("seed"))
+    print(f"load seed {profile['seed']} ({source}); AILAB_SERVING_SEED={profile['seed']} replays it", file=sys.stderr)
+    warm = warmup(profile, 4, tok, corpus_ids)
+    loads = {rate: workload(profile, rate, tok, corpus_ids) for rate in profile["rates"]}
+    greedy = greedy_texts([(p, n) for _, p, n in warm + [r for reqs in loads.values() for r in reqs]])
 
     rows = []
     for kind in args.servers.split(","):
         with server(kind, lab["server"]) as url:
-            asyncio.run(drive(url, workload(profile, 2.0, tok, corpus_ids)[:4], 30))  # warm the process up
-            for rate in profile["rates"]:
+            asyncio.run(drive(url, warm, 30))  # warm the process up
+            for rate, reqs in loads.items():
                 wait_idle(url)
-                reqs = workload(profile, rate, tok, corpus_ids)
                 print(f"{kind}: {len(reqs)} requests at {rate:g}/s for {profile['duration_s']:g} s ...", file=sys.stderr)
                 results = asyncio.run(drive(url, reqs, profile["client_timeout_s"]))
+                mark(results, greedy)
                 rows.append({"server": kind, "rate": rate, **summarize(results, profile["warmup_s"], lab["slo"],
                                                                         usd_per_hour)})
     print(table(rows))

@@ -1,5 +1,6 @@
 """The serving grader end to end: one batch (reference, naive, crash at import, broken stream, hang) graded
-once for the module, real processes and real HTTP on 127.0.0.1; plus fast tests of its pieces."""
+once for the module, real processes and real HTTP on 127.0.0.1; plus fast tests of its pieces. Every stream of
+the load phase is verified against the engine's greedy output (tests/test_gaming_serving.py games it)."""
 from __future__ import annotations
 
 import json
@@ -72,10 +73,11 @@ def test_host_reports_a_missing_create_app(tmp_path: Path) -> None:
 def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Grade one folder of submissions once; {name: scorecard JSON, "_out": {path, seconds}}."""
     subs = tmp_path_factory.mktemp("serving-subs")
-    naive = REF / "naive_submission.py"
     shutil.copy(REF / "submission.py" if (REF / "submission.py").exists() else FIXTURES / "reference.py",
                 subs / "reference.py")
-    shutil.copy(naive if naive.exists() else FIXTURES / "naive.py", subs / "naive.py")
+    # the fixture, not reference_systems/serving/naive_submission.py: a candidate may not import the reference's
+    # naive server, and only the test fixtures are vouched for (tests/conftest.py)
+    shutil.copy(FIXTURES / "naive.py", subs / "naive.py")
     for name in ("crash_at_import", "bad_stream", "hang"):
         shutil.copy(FIXTURES / f"{name}.py", subs / f"{name}.py")
     out = tmp_path_factory.mktemp("serving-out")
@@ -96,6 +98,14 @@ def test_reference_gets_full_marks(batch: dict) -> None:
     assert not card["errors"]
     for name in ("correctness", "streaming", "admission_control", "cancellation", "metrics_endpoint"):
         assert parts(card)[name]["points"] == parts(card)[name]["max_points"], parts(card)[name]["detail"]
+    # every stream of the load phase, of the reference graded as a candidate and of the reference host, was the
+    # engine's greedy output, with a usage that matched it: the ~0 mismatch rate lab.toml's threshold rests on
+    for metrics in (card["metrics"], card["reference"]["metrics"]):
+        assert metrics["verified_rate"] == 1 and metrics["verification_failures"] == 0, metrics
+        assert metrics["usage_mismatches"] == 0, metrics
+    assert "10/10 checks pass" in parts(card)["correctness"]["detail"]  # 9 wire checks + usage under load
+    env = card["environment"]
+    assert env["load_seed_source"] == "fresh" and isinstance(env["load_seed"], int)
 
 
 @pytest.mark.slow
@@ -107,6 +117,7 @@ def test_scorecard_keys_and_report(batch: dict) -> None:
     assert [p["name"] for p in card["parts"]][-1] == "written"
     report = (Path(batch["_out"]["path"]) / "reference" / "report.html").read_text()
     assert report.count("data:image/png;base64") >= 2 and "nvidia-h100" in report and "(used)" in report
+    assert "Output verification under load" in report and str(card["environment"]["load_seed"]) in report
 
 
 @pytest.mark.slow
@@ -116,6 +127,7 @@ def test_naive_server_scores_clearly_lower(batch: dict) -> None:
     assert naive["admission_control"]["points"] == 0, naive["admission_control"]["detail"]  # no bound, no 429
     assert batch["naive"]["score"] <= batch["reference"]["score"] - 25
     assert naive["correctness"]["points"] == naive["correctness"]["max_points"]  # same API, just slow
+    assert batch["naive"]["metrics"]["verified_rate"] == 1  # slow, but every stream it finished was right
 
 
 @pytest.mark.slow
@@ -149,3 +161,4 @@ def test_grading_the_reference_again_lands_within_one_point(batch: dict, tmp_pat
     """A second, separate run (through the word `reference`) scores what the batch scored, ±1 point."""
     again = grade("reference", tmp_path, profile="quick")[0]
     assert abs(again.score - batch["reference"]["score"]) <= 1.0, (again.score, again.parts)
+    assert again.environment["load_seed"] != batch["reference"]["environment"]["load_seed"]  # new prompts each run

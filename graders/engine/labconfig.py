@@ -42,7 +42,7 @@ class LoadProfile:
     prompt_tokens: list[int]
     output_tokens: list[int]
     client_timeout_s: float
-    seed: int
+    seed: int | None = None  # None: a fresh seed per grading run (graders.serving.client.choose_seed)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""report.html for the serving lab: parts, latency-vs-load curves, TTFT distributions and the price table.
+"""report.html for the serving lab: parts, output verification, latency-vs-load curves, TTFT distributions and
+the price table.
 
 Plot data comes from `card.extras` (filled by `graders.serving.grade`): per-rate summaries of the
-candidate and the reference, the TTFT samples at the highest rate, and the price table.
+candidate and the reference, the TTFT samples at the highest rate, the verification verdicts of both
+(graders.serving.verify) and the price table.
 """
 from __future__ import annotations
 
@@ -46,6 +48,36 @@ def ttft_histogram(ttft: list[float], ref_ttft: list[float], rate: float) -> str
     return _png(fig)
 
 
+def verification_section(card: Scorecard) -> str:
+    """What the load phase's streams were checked against, the counts for both systems, and wrong examples."""
+    e = html.escape
+    v = card.extras.get("verification") or {}
+    env = card.environment
+    seed = f"seed {e(str(env.get('load_seed')))} ({e(str(env.get('load_seed_source')))})"
+    intro = (f"<p>Prompts drawn for this run from the model's corpus ({seed}; <code>AILAB_SERVING_SEED</code> "
+             "replays it). Every completion streamed during the load phase, candidate and reference, was compared "
+             "with the engine's greedy output for its prompt and <code>max_tokens</code>, computed by the grader. A "
+             "wrong stream is a failed request; more than "
+             f"{float(v.get('max_failure_share', env.get('max_failure_share', 0))):.0%} wrong and no performance "
+             "points. Token counts are the verified streamed tokens, never the server's <code>usage</code>.</p>")
+    cand, ref = v.get("candidate"), v.get("reference")
+    if not cand or not ref:
+        return f"<h2>Output verification under load</h2>{intro}<p>No load phase ran.</p>"
+    rows = [("streams compared", "compared", "{:d}"), ("not the greedy output", "failed", "{:d}"),
+            ("share wrong", "share", "{:.1%}"), ("verified, but differing in non-ASCII text or end-of-text marker",
+                                                  "detok_only", "{:d}"),
+            ("verified, with a usage that disagrees with the streamed tokens", "usage_mismatches", "{:d}")]
+    table = "".join(f"<tr><td>{e(label)}</td><td>{fmt.format(cand[key])}</td><td>{fmt.format(ref[key])}</td></tr>"
+                    for label, key, fmt in rows)
+    examples = "".join(f"<tr><td>…{e(x['prompt'])}</td><td>{e(x['max_tokens'])}</td><td>{e(repr(x['got']))}</td>"
+                       f"<td>{e(repr(x['want']))}</td></tr>" for x in cand.get("examples", []))
+    if examples:
+        examples = ("<p>Wrong streams of the candidate (the text is cut):</p><table><tr><th>prompt (end)</th>"
+                    f"<th>max_tokens</th><th>streamed</th><th>greedy output</th></tr>{examples}</table>")
+    return (f"<h2>Output verification under load</h2>{intro}<table><tr><th></th><th>candidate</th>"
+            f"<th>reference</th></tr>{table}</table>{examples}")
+
+
 def write_serving_report(card: Scorecard, path: Path) -> Path:
     e = html.escape
     x = card.extras
@@ -73,8 +105,10 @@ def write_serving_report(card: Scorecard, path: Path) -> Path:
 <h1>{e(card.lab)} lab: {e(card.submission)}</h1>
 <p class="score">{card.score:.1f} / 100</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
+{verification_section(card)}
 <h2>Candidate vs reference under load</h2><div>{plots}</div>
-<p>Metrics at the highest offered rate, measured from the client's stream (vLLM's definitions).</p>
+<p>Metrics at the highest offered rate, measured from the client's stream (vLLM's definitions; output tokens
+are the verified streamed tokens); the verification figures cover the whole load phase.</p>
 <table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
 <h2>Cost per million output tokens</h2>
 <table><tr><th>device</th><th>USD / hour</th><th>candidate</th><th>reference</th></tr>{price_rows}</table>

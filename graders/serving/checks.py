@@ -68,10 +68,15 @@ def probe(url: str, t: float) -> str | None:
     return None if status < 500 else f"a 2-token completion got HTTP {status}"
 
 
-def correctness(url: str, t: float, expected: dict[str, Any], prompt_tokens: int) -> tuple[float, str]:
+CORRECTNESS = "OpenAI completions and chat"
+
+
+def correctness(url: str, t: float, expected: dict[str, Any], prompt_tokens: int,
+                tally: Tally | None = None) -> tuple[float, str]:
     """OpenAI shapes, usage arithmetic, max_tokens with ignore_eos, greedy text == the reference's,
-    and the official `openai` client. `expected` = the reference's {"text", "chat"} for the same requests."""
-    tally = Tally()
+    and the official `openai` client. `expected` = the reference's {"text", "chat"} for the same requests.
+    `tally` (fresh when None) collects the sub-checks, so that the grader can add the load phase's usage check."""
+    tally = tally if tally is not None else Tally()
     status, body = completion(url, t, prompt=PROMPT, max_tokens=12, ignore_eos=True)
     if tally.check(status == 200 and isinstance(body, dict), f"POST /v1/completions answered HTTP {status}"):
         choice = (body.get("choices") or [{}])[0]
@@ -105,7 +110,7 @@ def correctness(url: str, t: float, expected: dict[str, Any], prompt_tokens: int
         tally.check(bool(c.choices) and c.usage is not None and bool(m.choices), "the openai client got empty choices")
     except Exception as exc:  # noqa: BLE001 - any failure of the official client is the finding
         tally.check(False, f"the official openai client failed ({type(exc).__name__}: {str(exc)[:150]})")
-    return tally.result("OpenAI completions and chat")
+    return tally.result(CORRECTNESS)
 
 
 def read_stream(url: str, path: str, t: float, body: dict[str, Any]) -> tuple[int, list[str]]:

@@ -7,7 +7,15 @@ then open-loop Poisson load at each of the profile's rates, candidate then refer
 (C R C R), so both see the same machine at the same moments. goodput and latency are ratios to
 the reference in that run. A failing part never stops the others; a hang costs bounded seconds.
 
-Metrics in the scorecard are the client-side vLLM-style figures at the profile's highest rate.
+The load's prompts are drawn per run from a seeded generator (a fresh seed unless lab.toml, `--hidden` or
+AILAB_SERVING_SEED fixes one; the scorecard records it), and every streamed completion of the load phase,
+candidate and reference alike, is checked against the engine's greedy output computed here
+(graders.serving.verify). A wrong stream is not goodput; a server whose share of wrong streams passes
+lab.toml `[verification] max_failure_share` gets no performance points, with the reason. Token counts
+are the verified streamed tokens; a `usage` that disagrees is reported and fails a correctness sub-check.
+
+Metrics in the scorecard are the client-side vLLM-style figures at the profile's highest rate; the
+verification figures (verified_rate, verification_failures, usage_mismatches) cover the whole load phase.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import asyncio
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,17 +33,20 @@ from graders.engine.hidden import open_overlay
 from graders.engine.labconfig import LabConfig, Limits, load_lab
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.sandbox import Worker, candidate_cpu_s
-from graders.engine.scorecard import Scorecard, clean_metrics, environment
+from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import ramp
 from graders.paths import REPO_ROOT
-from graders.serving import checks
-from graders.serving.client import Result, drive, prompt_corpus, summarize, workload
+from graders.serving import checks, verify
+from graders.serving.client import (Result, choose_seed, drive, prompt_corpus, summarize, verification_figures, warmup,
+                                    workload)
 from graders.serving.host import HEALTH_PATH
 from graders.engine.report_serving import write_serving_report
 from reference_systems.serving.model import model_dir
 
 SERVING_METRICS = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p95_ms", "e2e_p95_ms", "output_tokens_per_s",
-                   "requests_per_s", "goodput_rps", "error_rate", "cost_per_1m_output_tokens_usd")
+                   "requests_per_s", "goodput_rps", "error_rate", "cost_per_1m_output_tokens_usd",
+                   "verified_rate", "verification_failures", "usage_mismatches")
+WARMUP_REQUESTS = 2
 FUNCTIONAL = ("correctness", "streaming", "admission_control", "cancellation", "metrics_endpoint")
 
 
@@ -48,9 +60,13 @@ class LoadSkipped(Exception):
 
 @dataclass
 class Load:
-    """One system's load results: per rate, the summary and the raw client results."""
+    """One system's load results: per rate, the summary and the raw client results; the warm-up's results."""
     summaries: dict[float, dict[str, Any]] = field(default_factory=dict)
     results: dict[float, list[Result]] = field(default_factory=dict)
+    warm: list[Result] = field(default_factory=list)
+
+    def everything(self) -> list[Result]:
+        return self.warm + [r for results in self.results.values() for r in results]
 
 
 @dataclass
@@ -62,9 +78,19 @@ class Context:
     corpus_ids: list[int]
     usd_per_hour: float
     private: bool = False  # the workload comes from an interviewer's --hidden lab.toml
+    private_seed: bool = False  # ... and so does the load seed (then the scorecard does not show it)
     reference: Worker | None = None
     expected: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int = 0
+    seed: int = 0
+    seed_source: str = "fresh"
+    warm: list[tuple[float, str, int]] = field(default_factory=list)      # the run's warm-up requests
+    requests: dict[float, list[tuple[float, str, int]]] = field(default_factory=dict)  # per rate
+    greedy: verify.Greedy = field(default_factory=lambda: verify.Greedy({}, 0.0))
+
+    @property
+    def max_failure_share(self) -> float:
+        return float(self.lab.raw.get("verification", {}).get("max_failure_share", 0.02))
 
 
 def reference_path(lab: LabConfig) -> Path:
@@ -90,8 +116,9 @@ def alive(w: Worker | None) -> bool:
     return w is not None and w.proc is not None and w.proc.poll() is None
 
 
-def run_checks(w: Worker, ctx: Context, card: Scorecard) -> dict[str, tuple[float, str]]:
-    """Each functional part's (fraction, detail); a hang or crash in one costs bounded time and the rest still run."""
+def run_checks(w: Worker, ctx: Context, card: Scorecard, correctness: checks.Tally) -> dict[str, tuple[float, str]]:
+    """Each functional part's (fraction, detail); a hang or crash in one costs bounded time and the rest still run.
+    `correctness` collects that part's sub-checks, to which the load phase adds one (usage under load)."""
     t, server = ctx.lab.limits.check_s, ctx.lab.raw.get("server", {})
     max_batch, max_waiting = int(server.get("max_batch", 32)), int(server.get("max_waiting", 64))
     why = checks.probe(w.url, t)
@@ -99,7 +126,7 @@ def run_checks(w: Worker, ctx: Context, card: Scorecard) -> dict[str, tuple[floa
         card.errors.append(why)
         return {name: (0.0, f"not checked: {why}") for name in FUNCTIONAL}
     order = {
-        "correctness": lambda: checks.correctness(w.url, t, ctx.expected, ctx.prompt_tokens),
+        "correctness": lambda: checks.correctness(w.url, t, ctx.expected, ctx.prompt_tokens, correctness),
         "streaming": lambda: checks.streaming(w.url, t, ctx.expected),
         "metrics_endpoint": lambda: checks.metrics_endpoint(w.url, t),
         "admission_control": lambda: checks.admission_control(w.url, 2 * t, max_batch, max_waiting),
@@ -121,24 +148,40 @@ def run_checks(w: Worker, ctx: Context, card: Scorecard) -> dict[str, tuple[floa
     return out
 
 
+def plan_load(ctx: Context) -> None:
+    """The run's seed, its warm-up and per-rate requests (the same for every server of the batch), and the
+    engine's greedy output for each of them, computed once here in the grader's process."""
+    profile = ctx.lab.load_profile(ctx.profile_name)
+    ctx.seed, source = choose_seed(profile.seed)
+    ctx.seed_source = "--hidden lab.toml" if source == "lab.toml" and ctx.private_seed else source
+    spec = {"seed": ctx.seed, "duration_s": profile.duration_s, "prompt_tokens": profile.prompt_tokens,
+            "output_tokens": profile.output_tokens}
+    ctx.warm = warmup(spec, WARMUP_REQUESTS, ctx.tokenizer, ctx.corpus_ids)
+    ctx.requests = {rate: workload(spec, rate, ctx.tokenizer, ctx.corpus_ids) for rate in profile.rates}
+    everything = ctx.warm + [r for rs in ctx.requests.values() for r in rs]
+    log(f"load seed {ctx.seed} ({ctx.seed_source}); computing the engine's greedy output for {len(everything)} "
+        "requests ...")
+    ctx.greedy = verify.greedy_texts([(prompt, n) for _, prompt, n in everything],
+                                     max_batch=int(ctx.lab.raw.get("verification", {}).get("max_batch", 64)))
+
+
 def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
-    """Candidate then reference at each rate; each run is bounded by duration + client timeout."""
+    """Candidate then reference at each rate; each run is bounded by duration + client timeout. Every stream is
+    verified against the engine's greedy output."""
     assert ctx.reference is not None
     profile = ctx.lab.load_profile(ctx.profile_name)
-    spec = {"seed": profile.seed, "duration_s": profile.duration_s, "prompt_tokens": profile.prompt_tokens,
-            "output_tokens": profile.output_tokens}
     loads = Load(), Load()
-    for w in (cand, ctx.reference):  # first-request effects (allocations, lazy imports) are not measured
-        warm = asyncio.run(drive(w.url, workload(spec, 2.0, ctx.tokenizer, ctx.corpus_ids)[:2],
-                                 profile.client_timeout_s))
-        if w is cand and not any(r.ok for r in warm):
-            raise LoadSkipped(f"a streamed completion as the load test sends it failed ({warm[0].error})")
-    for rate in profile.rates:
-        requests = workload(spec, rate, ctx.tokenizer, ctx.corpus_ids)
+    for w, load in ((cand, loads[0]), (ctx.reference, loads[1])):  # first-request effects are not measured
+        load.warm = asyncio.run(drive(w.url, ctx.warm, profile.client_timeout_s))
+        verify.mark(load.warm, ctx.greedy)
+        if w is cand and not any(r.verified is not None for r in load.warm):
+            raise LoadSkipped(f"a streamed completion as the load test sends it failed ({load.warm[0].error})")
+    for rate, requests in ctx.requests.items():
         for who, w, load in (("candidate", cand, loads[0]), ("reference", ctx.reference, loads[1])):
             checks.wait_idle(w.url, ctx.lab.limits.check_s, limit_s=20)
             log(f"{name}: {len(requests)} requests at {rate:g}/s for {profile.duration_s:g} s on the {who} ...")
             results = asyncio.run(drive(w.url, requests, profile.client_timeout_s))
+            verify.mark(results, ctx.greedy)
             load.results[rate] = results
             load.summaries[rate] = summarize(results, profile.warmup_s, ctx.lab.slo, ctx.usd_per_hour)
     return loads
@@ -153,12 +196,41 @@ def penalised_ttft_p95(results: list[Result], warmup_s: float, timeout_s: float)
     return float(np.percentile(values, 95)) * 1e3 if values else timeout_s * 1e3
 
 
+def judge_outputs(card: Scorecard, ctx: Context, cand: Load, ref: Load) -> str | None:
+    """Verification findings into the card's errors; the reason performance points are withheld, or None."""
+    vc, vr = verify.verdict(cand.everything(), ctx.greedy), verify.verdict(ref.everything(), ctx.greedy)
+    limit = ctx.max_failure_share
+    card.extras["verification"] = {"candidate": vc.to_json(), "reference": vr.to_json(), "max_failure_share": limit}
+    if vr.share > limit:
+        card.errors.append(f"grader problem: the reference's own streams failed output verification ({vr.failed} of "
+                           f"{vr.compared}); please report this with the scorecard attached")
+    top = max(cand.results)
+    fast, ref_tpot = verify.stream_tpot_p50_ms(cand.results[top]), ref.summaries[top].get("tpot_p50_ms")
+    ratio = float(ctx.lab.raw.get("verification", {}).get("implausible_tpot_ratio", 0.05))
+    if fast is not None and ref_tpot and fast < ratio * ref_tpot:
+        card.errors.append(f"implausible timing: at {top:g}/s tokens arrived {fast:.2f} ms apart (median), under "
+                           f"{ratio:.0%} of the {ref_tpot:.1f} ms per token the reference's engine needs in the same "
+                           "run; they were not decoded as they were streamed")
+    usage = vc.usage_finding()
+    if usage:
+        card.errors.append(usage)
+    withheld = vc.withheld(limit)
+    if withheld:
+        card.errors.insert(0, withheld)
+    return withheld
+
+
 def score_load(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, why_not: str) -> None:
     parts, profile = ctx.lab.parts, ctx.lab.load_profile(ctx.profile_name)
     g, lat = parts["goodput"], parts["latency"]
     if cand is None or ref is None:
         card.add(g.name, 0, g.weight, f"Task {g.task}: not measured: {why_not}")
         card.add(lat.name, 0, lat.weight, f"Task {lat.task}: not measured: {why_not}")
+        return
+    withheld = judge_outputs(card, ctx, cand, ref)
+    if withheld:
+        card.add(g.name, 0, g.weight, f"Task {g.task}: no performance points: {withheld}")
+        card.add(lat.name, 0, lat.weight, f"Task {lat.task}: no performance points: {withheld}")
         return
     rates = profile.rates
     c_good = [cand.summaries[r].get("goodput_rps", 0.0) for r in rates]
@@ -168,6 +240,9 @@ def score_load(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | Non
     detail = (f"Task {g.task}: goodput (requests/s meeting TTFT <= {ctx.lab.slo.get('ttft_ms', 0):g} ms and TPOT <= "
               f"{ctx.lab.slo.get('tpot_ms', 0):g} ms) vs the reference: {per_rate}; ratio of sums {ratio:.2f} "
               f"(full credit at >= {g.full_at_ratio}, none at <= {g.zero_at_ratio})")
+    wrong = card.extras["verification"]["candidate"]["failed"]
+    if wrong:
+        detail += f"; {wrong} streams were not the engine's greedy output and count as failed"
     errors = sorted({e for r in rates for e in cand.summaries[r].get("errors", [])})
     if errors:
         detail += f"; request errors, e.g. {errors[0][:160]}"
@@ -188,9 +263,11 @@ def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
     card = Scorecard(lab="serving", submission=name)
     parts = ctx.lab.parts
     cand_load = ref_load = None
+    correctness = checks.Tally()
     w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab), log, ctx.lab.notebook)
     try:
-        results = run_checks(w, ctx, card) if w is not None else {n: (0.0, f"not checked: {why_not}") for n in FUNCTIONAL}
+        results = (run_checks(w, ctx, card, correctness) if w is not None else
+                   {n: (0.0, f"not checked: {why_not}") for n in FUNCTIONAL})
         for pname in FUNCTIONAL:
             fraction, detail = results[pname]
             card.add(pname, fraction, parts[pname].weight, f"Task {parts[pname].task}: {detail}")
@@ -204,6 +281,8 @@ def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
             why_not = ("the server's process stopped during the checks" if not alive(w) else
                        "the server did not answer the functional checks")
         score_load(card, ctx, cand_load, ref_load, why_not)
+        if cand_load is not None and correctness.total:
+            usage_under_load(card, ctx, correctness)
     except Exception as exc:  # noqa: BLE001 - a grader bug must not cost the rest of the batch its grades
         card.errors.append(f"internal grader error while grading this submission ({type(exc).__name__}: {exc}); "
                            "parts not yet scored get 0 — please report this with the submission attached")
@@ -219,19 +298,40 @@ def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
     return card
 
 
+def usage_under_load(card: Scorecard, ctx: Context, correctness: checks.Tally) -> None:
+    """One more correctness sub-check: every verified stream's usage.completion_tokens equals its streamed tokens."""
+    mismatches = card.extras.get("verification", {}).get("candidate", {}).get("usage_mismatches", 0)
+    correctness.check(mismatches == 0, f"usage.completion_tokens disagreed with the streamed tokens on {mismatches} "
+                                       "requests under load")
+    fraction, detail = correctness.result(checks.CORRECTNESS)
+    part = ctx.lab.parts["correctness"]
+    i = next(i for i, p in enumerate(card.parts) if p.name == part.name)
+    card.parts[i] = PartResult(part.name, round(fraction * part.weight, 2), part.weight, f"Task {part.task}: {detail}")
+
+
+def load_metrics(load: Load, top: float) -> dict[str, float]:
+    """The metrics at the top rate, with the verification figures of the whole load phase."""
+    return clean_metrics({**load.summaries[top], **verification_figures(load.everything())}, SERVING_METRICS)
+
+
 def finish(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, seconds: float) -> None:
-    """The card's metrics (at the profile's top rate), environment with the price table, and plot data."""
+    """The card's metrics (at the profile's top rate), environment with the seed and price table, and plot data."""
     profile = ctx.lab.load_profile(ctx.profile_name)
     top = max(profile.rates)
-    card.metrics = clean_metrics(cand.summaries[top], SERVING_METRICS) if cand else {}
-    card.reference = {"metrics": clean_metrics(ref.summaries[top], SERVING_METRICS) if ref else {}}
+    card.metrics = load_metrics(cand, top) if cand else {}
+    card.reference = {"metrics": load_metrics(ref, top) if ref else {}}
     card.duration_s = seconds
     prices = ctx.lab.raw.get("prices", {})
+    hidden_seed = ctx.seed_source == "--hidden lab.toml"
     card.environment = environment(profile=ctx.profile_name, rates=profile.rates, metrics_rate=top,
                                    duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=prices.get("device"),
                                    usd_per_hour=ctx.usd_per_hour, price_table=prices.get("usd_per_hour", {}),
-                                   workload="private (--hidden)" if ctx.private else "shipped")
-    card.extras = {"rates": profile.rates, "prices": prices.get("usd_per_hour", {}),
+                                   workload="private (--hidden)" if ctx.private else "shipped",
+                                   load_seed="private (--hidden)" if hidden_seed else ctx.seed,
+                                   load_seed_source=ctx.seed_source, greedy_outputs_s=round(ctx.greedy.seconds, 2),
+                                   max_failure_share=ctx.max_failure_share)
+    verification = card.extras.get("verification", {})
+    card.extras = {"rates": profile.rates, "prices": prices.get("usd_per_hour", {}), "verification": verification,
                    "candidate": {r: s for r, s in cand.summaries.items()} if cand else {},
                    "reference": {r: s for r, s in ref.summaries.items()} if ref else {},
                    "ttft": [r.ttft * 1e3 for r in (cand.results[top] if cand else []) if r.ok],
@@ -250,7 +350,6 @@ def prepare_reference(ctx: Context) -> None:
         ctx.expected = {"text": body["choices"][0]["text"], "chat": chat["choices"][0]["message"]["content"]}
     except (TypeError, KeyError, IndexError):
         raise RuntimeError(f"the reference server answered unexpectedly: {body!r} {chat!r}") from None
-    ctx.prompt_tokens = len(ctx.tokenizer(checks.PROMPT).input_ids)
 
 
 def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str | None = None,
@@ -268,11 +367,17 @@ def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str 
     prices = lab.raw.get("prices", {})
     usd = float(prices.get("usd_per_hour", {}).get(prices.get("device", ""), 0.0))
     tok, corpus_ids = prompt_corpus()
+    private = overlay.lab_toml() if overlay else {}
     ctx = Context(lab=lab, profile_name=profile, out=Path(out_dir), tokenizer=tok, corpus_ids=corpus_ids,
-                  usd_per_hour=usd, private=bool(overlay and overlay.lab_toml()))
+                  usd_per_hour=usd, private=bool(private),
+                  private_seed="seed" in private.get("profiles", {}).get(profile, {}))
+    ctx.prompt_tokens = len(tok(checks.PROMPT).input_ids)
     batch = Batch.open(lab, subs, Path(out_dir), course)
     try:
-        prepare_reference(ctx)
+        with ThreadPoolExecutor(1) as pool:  # the greedy outputs are computed while the reference host starts
+            planned = pool.submit(plan_load, ctx)
+            prepare_reference(ctx)
+            planned.result()
         return [grade_one(name, path, ctx, batch) for name, path in batch]
     finally:
         if ctx.reference is not None:
