@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check clean
+.PHONY: demo test test-fast check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,9 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+test-fast: $(STAMP)   # the inner loop: everything but grading runs, load and notebook executions
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
 check: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/mypy graders labkit reference_systems
+	BIN=$(BIN) scripts/check
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

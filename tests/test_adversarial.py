@@ -72,6 +72,7 @@ def test_an_endless_loop_at_import_is_killed_at_the_start_limit() -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 def test_an_endless_loop_in_a_graded_call_costs_the_call_limit() -> None:
     with hostile("loop_in_call") as w:
         started = time.monotonic()
@@ -80,6 +81,7 @@ def test_an_endless_loop_in_a_graded_call_costs_the_call_limit() -> None:
         assert time.monotonic() - started < 8 and w.proc is not None and w.proc.poll() is not None
 
 
+@pytest.mark.slow
 def test_a_memory_bomb_hits_the_address_space_limit_and_is_named() -> None:
     with hostile("memory_bomb", memory_mb=2048) as w:
         with pytest.raises(WorkerError, match=r"chunk raised MemoryError.* — the submission ran out of its memory limit"):
@@ -88,6 +90,7 @@ def test_a_memory_bomb_hits_the_address_space_limit_and_is_named() -> None:
 
 
 @needs_sandbox_user
+@pytest.mark.slow
 def test_a_fork_bomb_hits_the_process_limit_and_every_escaped_child_is_killed() -> None:
     with hostile("fork_bomb") as w:
         assert w.identity is not None
@@ -99,6 +102,7 @@ def test_a_fork_bomb_hits_the_process_limit_and_every_escaped_child_is_killed() 
     assert not _uid_in_use(uid), "cleanup kills every process of the submission's user, setsid or not"
 
 
+@pytest.mark.slow
 def test_a_multi_gigabyte_print_stops_at_the_file_size_limit() -> None:
     with hostile("huge_print") as w:
         started = time.monotonic()
@@ -111,6 +115,7 @@ def test_a_multi_gigabyte_print_stops_at_the_file_size_limit() -> None:
 
 
 @needs_sandbox_user
+@pytest.mark.slow
 def test_the_hidden_split_and_the_graders_environment_and_memory_cannot_be_read(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AILAB_CANARY", "hidden-canary-7c1f")
@@ -127,6 +132,7 @@ def test_the_hidden_split_and_the_graders_environment_and_memory_cannot_be_read(
 
 
 @needs_sandbox_user
+@pytest.mark.slow
 def test_writes_to_the_project_the_cache_and_other_folders_are_refused(tmp_path: Path) -> None:
     from graders.paths import cache_dir
 
@@ -141,6 +147,7 @@ def test_writes_to_the_project_the_cache_and_other_folders_are_refused(tmp_path:
     assert {p: p.read_bytes() for p in targets if p.exists()} == before and not (ROOT / "PWNED.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_process_that_ignores_sigterm_is_still_killed() -> None:
     with hostile("ignore_sigterm") as w:
         started = time.monotonic()
@@ -150,6 +157,7 @@ def test_a_process_that_ignores_sigterm_is_still_killed() -> None:
         assert time.monotonic() - started < 12
 
 
+@pytest.mark.slow
 def test_a_crash_in_native_code_is_reported_with_its_signal() -> None:
     with hostile("segfault") as w:
         with pytest.raises(WorkerError, match=r"chunk: the submission's process died \(killed by signal SIGABRT"):
@@ -158,6 +166,7 @@ def test_a_crash_in_native_code_is_reported_with_its_signal() -> None:
             w.call("tokenize", 10, text="a")
 
 
+@pytest.mark.slow
 def test_a_cpu_hog_thread_is_killed_at_the_cpu_limit() -> None:
     # the limit counts start-up too: loading the lab's embedding model takes ~10 CPU-seconds
     with hostile("cpu_hog", cpu_s=25) as w:
@@ -170,6 +179,7 @@ def test_a_cpu_hog_thread_is_killed_at_the_cpu_limit() -> None:
         assert w.exit_reason() == "killed after using its 25 CPU-seconds (RLIMIT_CPU)"
 
 
+@pytest.mark.slow
 def test_an_oversized_reply_is_refused() -> None:
     with hostile("huge_reply") as w:
         with pytest.raises(WorkerError, match=r"^chunk returned more than 64 MiB of data"):
@@ -388,6 +398,7 @@ def test_tampered_and_invalid_notebooks_are_flagged(graded: dict) -> None:
     assert bad["score"] == 0 and bad["errors"][0].startswith("not_json.ipynb is not a valid notebook (not JSON")
 
 
+@pytest.mark.slow
 def test_the_sandbox_scratch_folder_belongs_to_the_submission_and_is_removed() -> None:
     with hostile("loop_in_call") as w:
         scratch, logdir = w.scratch, w.logdir

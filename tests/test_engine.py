@@ -159,6 +159,7 @@ def test_worker_serves_adapters_only_and_reports_candidate_exceptions() -> None:
         assert hot["ok"] and hot["result"] == [["d1", 1.0]]
 
 
+@pytest.mark.slow
 def test_a_module_that_fails_to_import_is_reported_by_health() -> None:
     with pytest.raises(WorkerError, match=r"failed while loading: ZeroDivisionError.*line 2"):
         with _worker("x = 1\ny = 1 / 0\n"):
@@ -176,6 +177,7 @@ def test_a_hang_at_import_is_killed_within_the_start_limit() -> None:
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.slow
 def test_a_looping_call_times_out_and_its_whole_process_group_dies() -> None:
     source = STUBS + ("\nimport subprocess, sys\n"
                       "CHILD = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
@@ -196,6 +198,7 @@ def test_a_looping_call_times_out_and_its_whole_process_group_dies() -> None:
     assert not w.scratch.exists()
 
 
+@pytest.mark.slow
 def test_the_worker_runs_in_a_scratch_folder_with_a_scrubbed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AILAB_SECRET_FOR_TEST", "s3cret")
     source = STUBS + "\nimport os\ndef tokenize(text):\n    return [os.getcwd(), os.environ.get('HOME', ''), " \
@@ -226,6 +229,7 @@ def _live_members(pgid: int, wait_s: float = 5.0) -> list[int]:
 # ------------------------------------------------------------------ Locust load
 
 
+@pytest.mark.slow
 def test_locust_load_collects_raw_samples_from_a_real_worker(tmp_path: Path) -> None:
     with _worker(STUBS) as w:
         w.call("index", 10, docs=[{"id": f"d{i}", "title": "", "text": "x"} for i in range(20)])

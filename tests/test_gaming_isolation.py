@@ -26,7 +26,7 @@ from graders.engine import guard
 from graders.engine.labconfig import load_lab
 from graders.engine.sandbox import Worker, WorkerError
 from graders.engine.sandbox_user import VOUCHED_ENV, mount_plan, sees_reference
-from graders.paths import REPO_ROOT
+from graders.paths import REPO_ROOT, cache_dir
 
 FIX = REPO_ROOT / "tests" / "fixtures" / "gaming" / "isolation"
 RAG = load_lab("rag")
@@ -63,7 +63,7 @@ def test_the_policy_shows_only_what_the_sandbox_needs() -> None:
     root = str(REPO_ROOT)
     shown = [f"{root}/graders/rag/metrics.py", f"{root}/labkit/serving.py", f"{root}/reference_systems/__init__.py",
              f"{root}/reference_systems/serving/engine.py", f"{root}/reference_systems/serving/__pycache__/model.cpython-311.pyc",
-             f"{root}/.venv/bin/python", f"{root}/.cache/ailab/models/x", "/tmp/x", f"{root}x/y"]
+             f"{root}/.venv/bin/python", str(cache_dir() / "models" / "x"), "/tmp/x", f"{root}x/y"]
     hidden = [root, f"{root}/reference_systems/rag/retriever.py", f"{root}/reference_systems/serving/server.py",
               f"{root}/reference_systems/serving/__pycache__/openai_api.cpython-311.pyc", f"{root}/.git/HEAD",
               f"{root}/labs/rag/source/rag/rag.ipynb", f"{root}/tests/test_adversarial.py", f"{root}/docs/x.md"]
@@ -125,6 +125,7 @@ def tokenize(text):
 
 
 @pytest.mark.parametrize("as_candidate", MODES[:1], indirect=True)  # as root, the sandbox; else the same user
+@pytest.mark.slow
 def test_a_candidate_sees_only_what_it_needs_and_the_lab_provided_engine_loads(as_candidate: str) -> None:
     root = str(REPO_ROOT)
     folders = [root, f"{root}/reference_systems", f"{root}/reference_systems/serving", f"{root}/labs"]

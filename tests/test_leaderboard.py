@@ -96,6 +96,7 @@ def _start_server(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="no browser: install Debian's chromium and chromium-driver (`.ci/run` does when root)")
+@pytest.mark.slow
 def test_served_leaderboard_in_headless_chromium(board: Path, tmp_path: Path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

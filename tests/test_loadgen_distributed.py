@@ -47,6 +47,7 @@ def server() -> Iterator[str]:
         httpd.server_close()
 
 
+@pytest.mark.slow
 def test_distributed_load_gathers_raw_samples_from_every_worker(server: str, tmp_path: Path) -> None:
     _Search.served = 0
     out = run_load(server, ["q one", "q two"], seconds=4, users=4, spawn_rate=4, k=3, workdir=tmp_path,
@@ -61,6 +62,7 @@ def test_distributed_load_gathers_raw_samples_from_every_worker(server: str, tmp
     assert latency_summary(samples, out["seconds"])["error_rate"] == 0
 
 
+@pytest.mark.slow
 def test_distributed_workers_do_not_outlive_the_round(server: str, tmp_path: Path) -> None:
     out = run_load(server, ["q"], seconds=1, users=2, spawn_rate=2, k=1, workdir=tmp_path, label="bound",
                    workers=2)
