@@ -14,7 +14,7 @@ import pytest
 
 from graders.engine.labconfig import Limits, load_lab
 from graders.engine.scorecard import KEYS, RAG_METRICS, Scorecard
-from graders.rag.grade import grade, performance
+from graders.rag.grade import LOAD_METRICS, grade, performance
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "labs" / "rag" / "examples"
@@ -87,10 +87,30 @@ def test_every_submission_gets_a_schema_exact_scorecard_and_a_report(batch: Batc
         assert {"faiss-cpu", "torch", "locust"} <= set(env["versions"]) and env["cpu_count"] >= 1
         assert (out / name / "report.html").read_text().startswith("<!doctype html>")
     ref = json.loads((out / "ref_copy" / "scorecard.json").read_text())
-    assert tuple(ref["metrics"]) == RAG_METRICS and tuple(ref["reference"]["metrics"]) == RAG_METRICS
+    assert tuple(ref["metrics"]) == RAG_METRICS + LOAD_METRICS
+    assert tuple(ref["reference"]["metrics"]) == RAG_METRICS + LOAD_METRICS[:1], "the reference is not judged"
     assert ref["metrics"]["index_bytes"] > 1e5 and ref["metrics"]["throughput_qps"] > 0
     page = (out / "ref_copy" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3, "recall@k curve, latency CDF and latency histogram"
+    assert "Load phase: first-seen queries, answers checked" in page and "hold up against the quality pass" in page
+
+
+@pytest.mark.slow
+def test_each_submission_has_its_own_fresh_load_stream_and_honest_retrievers_pass_its_checks(batch: Batch) -> None:
+    cards, _ = batch
+    measured = [c for c in cards.values() if "load_stream" in c.environment and c.metrics.get("throughput_qps")]
+    seeds = sorted(c.environment["load_seed"] for c in cards.values())
+    assert len(set(seeds)) == len(cards) and seeds == list(range(seeds[0], seeds[0] + len(cards))), "seed + i"
+    profile = load_lab("rag").profile("quick")
+    for card in measured:
+        stream = card.environment["load_stream"]
+        assert stream["requests"] == 400 * profile.load_seconds * profile.rounds and stream["candidate_reached"] > 0
+    for name in ("ref_copy", "naive", "naive_again", "bm25_only"):
+        card = cards[name]
+        assert not any(e.startswith("performance:") for e in card.errors), (name, card.errors)
+        assert card.metrics["load_probe_overlap"] == 1.0, "a deterministic retriever repeats itself under load"
+        assert card.metrics["load_agreement_ratio"] >= 0.5, (name, card.metrics)
+    assert cards["ref_copy"].metrics["load_agreement_ratio"] == 1.0
 
 
 @pytest.mark.slow

@@ -1,10 +1,12 @@
-"""report.html: one self-contained page per graded submission (plots inlined as PNG)."""
+"""report.html: the RAG lab's self-contained page per graded submission (plots inlined as PNG), with the
+load phase's verification (first-seen queries, answers under load against the quality pass)."""
 from __future__ import annotations
 
 import base64
 import html
 import io
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -47,7 +49,7 @@ def latency_plot(latencies: list[float], ref_latencies: list[float]) -> str:
         if data:
             xs = sorted(data)
             ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], style, label=f"{label} (n={len(xs)})")
-    ax.set(xlabel="latency (ms)", ylabel="fraction of requests", title="Search latency under load (CDF)")
+    ax.set(xlabel="latency (ms)", ylabel="fraction of requests", title="Latency under load, first-seen queries (CDF)")
     ax.axhline(0.95, color="grey", lw=0.6)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -64,7 +66,7 @@ def latency_histogram(latencies: list[float], ref_latencies: list[float]) -> str
             ax.hist(data, bins=bins, alpha=0.55, label=f"{label} (n={len(data)})")
     if log_bins:
         ax.set_xscale("log")
-    ax.set(xlabel="latency (ms, log scale)", ylabel="requests", title="Search latency under load (histogram)")
+    ax.set(xlabel="latency (ms, log scale)", ylabel="requests", title="Latency under load, first-seen (histogram)")
     ax.legend()
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -72,6 +74,54 @@ def latency_histogram(latencies: list[float], ref_latencies: list[float]) -> str
 
 def _fmt(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4g}"
+
+
+def _check_row(name: str, measured: str, required: str, value: float | None, floor: float, judged: bool) -> str:
+    if value is None or not judged:
+        verdict, css = "not judged", "warn"
+    else:
+        verdict, css = ("holds", "") if value >= floor else ("FAILS: no performance points", "lost")
+    return (f"<tr><td>{html.escape(name)}</td><td>{html.escape(measured)}</td><td>{html.escape(required)}</td>"
+            f"<td class='{css}'>{verdict}</td></tr>")
+
+
+def load_section(load: dict[str, Any], metrics: dict[str, float], ref: dict[str, float]) -> str:
+    """How the load phase was run and whether the answers under load are the retrieval that was graded."""
+    e = html.escape
+    cfg, verdict = load["settings"], load.get("verdict") or {}
+    k = verdict.get("k", 10)
+    rows = ""
+    if verdict:
+        probe, ratio = verdict.get("probe_overlap"), load.get("agreement_ratio")
+        quality = verdict.get("agreement_quality")
+        rows = _check_row(f"repeated quality-pass queries (probes): mean top-{k} overlap with its own quality-pass "
+                          "answers", f"{probe:.2f} over {verdict['probes']}" if probe is not None else
+                          f"{verdict['probes']} answered", f">= {cfg['min_probe_overlap']:g}", probe,
+                          cfg["min_probe_overlap"], True)
+        rows += _check_row(
+            f"first-seen queries: top-{k} agreement with the reference, over its agreement on the quality pass",
+            f"{ratio:.2f} ({verdict['agreement_load']:.2f} / {quality:.2f}, {verdict['verified']} sampled)"
+            if ratio is not None else "not measured", f">= {cfg['min_agreement_ratio']:g}", ratio,
+            cfg["min_agreement_ratio"], quality is not None and quality >= cfg["agreement_floor"])
+    if verdict.get("reasons"):
+        outcome = "<p class='lost'>No performance points: " + e("; ".join(verdict["reasons"])) + "</p>"
+    elif verdict:
+        outcome = "<p>The answers under load hold up against the quality pass.</p>"
+    else:
+        outcome = "<p>No answers under load to check.</p>"
+    notes = "".join(f"<li>{e(n)}</li>" for n in verdict.get("notes", []))
+    repeat = (f" Repeated queries' p50 (not counted): {metrics['latency_repeat_p50_ms']:.1f} ms, reference "
+              f"{ref.get('latency_repeat_p50_ms', float('nan')):.1f} ms." if "latency_repeat_p50_ms" in metrics else "")
+    examples = "".join(f"<li><code>{e(t)}</code></li>" for t in load.get("examples", []))
+    return f"""<h2>Load phase: first-seen queries, answers checked</h2>
+<p>Seed {load['seed']} (lab.toml <code>[load] seed</code> reproduces it): a stream of {load['requests']} requests,
+{load['first_seen']} of them rewrites of the hidden queries that neither system had seen, every
+{load['probe_every']}th a repeated quality-pass query. Each system is sent the same stream from its start and never
+the same rewrite twice; the candidate got through {load['candidate_reached']}, the reference through
+{load['reference_reached']}. Latency and throughput above count first-seen queries only.{repeat}</p>
+<table><tr><th>check</th><th>measured</th><th>required</th><th>verdict</th></tr>{rows}</table>
+{outcome}{f'<ul>{notes}</ul>' if notes else ''}
+<details><summary>the first requests of the stream</summary><ul>{examples}</ul></details>"""
 
 
 def write_report(card: Scorecard, path: Path) -> Path:
@@ -97,6 +147,7 @@ def write_report(card: Scorecard, path: Path) -> Path:
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Candidate vs reference</h2><div>{plots}</div>
 <table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
+{load_section(extras["load"], card.metrics, ref) if extras.get("load") else ""}
 {closing_sections(card)}
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
