@@ -899,7 +899,8 @@ detectors of Tasks 2.3 and 2.4 read them.
 - KS on small samples, as Evidently's defaults do; Wasserstein or Jensen–Shannon distances suit
   large ones, and MMD with a permutation test compares whole embeddings.
 - With ~8 queries a second, 16 recent queries is two ticks: fast, but with 16 tests a strict
-  `alpha` (3e-5) is what keeps a healthy run quiet.
+  `alpha` (1e-6) is what keeps a healthy run quiet over a hundred-odd ticks (3e-5 still paged once on
+  healthy traffic); a real drift takes p far below it within two ticks.
 - Wait for enough data: at least ~30 reference queries and half a window of recent ones.
 </details>
 """
@@ -910,7 +911,7 @@ class QueryDrift:
 
     name = "query_drift"
 
-    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
+    def __init__(self, window: int = 16, alpha: float = 1e-6) -> None:
         ### BEGIN SOLUTION
         self.alpha, self.window = alpha, window
         self.reference: list[list[float]] = []
@@ -1047,8 +1048,9 @@ T24 = """
 <details><summary>Hints</summary>
 
 - `telemetry.metrics.get("backend", [])`: a scrape can fail and come back empty; skip such a tick.
-- A busy backend's RSS moves by ±10 MB between scrapes: over 5 scrapes, a 10 MB/s slope with at
-  least 3 of 4 steps up pages a 25 MB/s leak within ~3 s and not the noise.
+- A busy backend's RSS moves by ±10 MB between scrapes, and right after the warm-up it can still climb
+  by ~10 MB/s on its own: over 5 scrapes, a 15 MB/s slope with at least 3 of 4 steps up pages a
+  25 MB/s leak within ~3 s and not the noise.
 </details>
 """
 
@@ -1094,11 +1096,13 @@ class ResourceTrend:
     """Least-squares slope of the backend's resident memory over the last `points` scrapes.
 
     RSS jumps by +-10 MB between scrapes on a busy backend, so one jump is not a trend: the slope must
-    be steep and most steps (and the median step) must be real increases."""
+    be steep and most steps (and the median step) must be real increases. Right after the warm-up a
+    healthy backend still grew by 10.5 MB/s (a false page at 10 MB/s), so the bar is 15 MB/s: the
+    leak fault's 25 MB/s clears it."""
 
     name = "resource_trend"
 
-    def __init__(self, points: int = 5, bytes_per_s: float = 10e6) -> None:
+    def __init__(self, points: int = 5, bytes_per_s: float = 15e6) -> None:
         ### BEGIN SOLUTION
         self.bytes_per_s, self.points = bytes_per_s, points
         self.rss: deque[tuple[float, float]] = deque(maxlen=points)
