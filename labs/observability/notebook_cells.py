@@ -899,8 +899,7 @@ detectors of Tasks 2.3 and 2.4 read them.
 - KS on small samples, as Evidently's defaults do; Wasserstein or Jensen–Shannon distances suit
   large ones, and MMD with a permutation test compares whole embeddings.
 - With ~8 queries a second, 16 recent queries is two ticks: fast, but with 16 tests a strict
-  `alpha` (1e-6) is what keeps a healthy run quiet over a hundred-odd ticks (3e-5 still paged once on
-  healthy traffic); a real drift takes p far below it within two ticks.
+  `alpha` (3e-5) is what keeps a healthy run quiet. Stricter still (1e-6) misses a 5-second drift.
 - Wait for enough data: at least ~30 reference queries and half a window of recent ones.
 </details>
 """
@@ -911,7 +910,7 @@ class QueryDrift:
 
     name = "query_drift"
 
-    def __init__(self, window: int = 16, alpha: float = 1e-6) -> None:
+    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
         ### BEGIN SOLUTION
         self.alpha, self.window = alpha, window
         self.reference: list[list[float]] = []

@@ -137,7 +137,7 @@ class QueryDrift:
 
     name = "query_drift"
 
-    def __init__(self, window: int = 16, alpha: float = 1e-6) -> None:
+    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
         self.alpha, self.window = alpha, window
         self.reference: list[list[float]] = []
         self.recent: deque[list[float]] = deque(maxlen=window)
