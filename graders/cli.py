@@ -64,6 +64,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
     if args.profile not in known:
         raise SystemExit(f"lab {args.lab!r} has no profile {args.profile!r}; choose one of {sorted(known)}")
+    if args.profile in lab.load_profiles:
+        preflight.gpu(lab.load_profiles[args.profile])
     submission: str | list[tuple[str, Path]]
     if args.course:
         from graders.gradebook import course_submissions
@@ -80,6 +82,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         preflight.submission(args.submission)
         submission = args.submission
     preflight.out_folder(Path(args.out))
+    if args.reference_url:
+        preflight.reference_url(args.reference_url, args.lab, args.allow_network, lab.load_profiles.get(args.profile))
     if args.lab == "rag" and not netns.isolated():  # the re-run in the namespace was checked by its parent
         preflight.rag_inputs(args.dataset, overlay)
     grade = _grader(args.lab)  # imported only now: a grader module takes a second to import
@@ -89,9 +93,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if code is not None:
             return code
     out = Path(args.out)
+    external = {"reference_url": args.reference_url} if args.reference_url else {}  # only the serving grader takes it
     cards = grade(submission, out, dataset=args.dataset, profile=args.profile,
                   hidden=Path(args.hidden) if args.hidden else None,
-                  course=Path(args.course).resolve() if args.course else None)
+                  course=Path(args.course).resolve() if args.course else None, **external)
     print()
     print(format_table(cards, out))
     print(f"\nsummary: {write_summary(cards, out)}; one report.html per submission under {out}")
@@ -107,6 +112,7 @@ def grade_argv(args: argparse.Namespace) -> list[str]:
             "--dataset", args.dataset, "--profile", args.profile]
     argv += ["--hidden", args.hidden] if args.hidden else []
     argv += ["--course", args.course] if args.course else []
+    argv += ["--reference-url", args.reference_url] if args.reference_url else []
     return argv
 
 
@@ -166,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "grades into its gradebook (formgrader, generate_feedback)")
     p.add_argument("--allow-network", action="store_true",
                    help="do not grade inside a loopback-only network namespace (the default when root)")
+    p.add_argument("--reference-url", metavar="URL",
+                   help="serving lab: compare with an OpenAI-compatible server already running at http(s)://HOST:PORT "
+                        "(e.g. `vllm serve $(python -m reference_systems.serving.model) --dtype float32 --port 8200`) instead of "
+                        "the built-in reference. Load goes to 127.0.0.1 only, except to this server, which you name "
+                        "here and may be on another host of yours; as root, add --allow-network to reach it")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("course", help="nbgrader course tools")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from graders.engine.hidden import Overlay
+    from graders.engine.labconfig import LoadProfile
 
 
 def readable_file(path: Path, what: str) -> None:
@@ -74,3 +75,32 @@ def rag_inputs(dataset: str, overlay: Overlay | None) -> None:
             overlay.checks()
     except (DatasetError, HiddenError) as exc:
         raise SystemExit(str(exc)) from None
+
+
+def gpu(profile: LoadProfile) -> None:
+    """A GPU profile (lab.toml `device = "cuda"`) on a machine where torch sees no GPU is refused in one line."""
+    if not profile.device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit(f"profile {profile.name!r} runs on a CUDA GPU and torch sees none here; grade with "
+                         "--profile quick (CPU), or run benchmarks/gpu_check.sh on a machine with an NVIDIA GPU")
+
+
+def reference_url(url: str, lab: str, network_open: bool, profile: LoadProfile | None) -> None:
+    """`--reference-url`: the serving lab only; http(s)://HOST:PORT; reachable from the grading process (a
+    loopback-only network namespace cannot reach it: `--allow-network` is then required); serving some model.
+    `profile` (the load profile graded) names the model and dtype in the hint of what to start."""
+    from graders.engine import netns
+    from graders.serving import remote
+
+    if lab != "serving":
+        raise SystemExit(f"--reference-url is for the serving lab (an OpenAI-compatible server); lab {lab!r} grades "
+                         "against its own reference, so leave the flag out")
+    url = remote.parse(url)
+    if not network_open and not netns.isolated() and netns.unavailable() is None:
+        raise SystemExit(f"--reference-url {url}: as root the grader runs in a loopback-only network namespace, where "
+                         "that server cannot be reached; add --allow-network (submissions can then reach the network "
+                         "too: see docs/threat-model.md)")
+    remote.connect(url, profile)

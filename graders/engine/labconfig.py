@@ -43,6 +43,12 @@ class LoadProfile:
     output_tokens: list[int]
     client_timeout_s: float
     seed: int | None = None  # None: a fresh seed per grading run (graders.serving.client.choose_seed)
+    device: str = "cpu"      # "cuda": the servers' engines and the grader's expected outputs run on the GPU
+    model: str = "tiny-gpt2"  # a name in reference_systems.serving.model.MODELS
+    dtype: str | None = None  # the engine's dtype; None: float32
+    max_batch: int | None = None    # [server] max_batch / max_waiting for this profile
+    max_waiting: int | None = None
+    floor: bool = False      # also load the naive server once per batch and plot it beside candidate and reference
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,13 @@ def isolated() -> bool:
     return os.environ.get(MARK) == "1"
 
 
+def unavailable() -> str | None:
+    """Why `isolate` would leave the network open (not root, no `unshare`), or None when it would isolate."""
+    if os.geteuid() != 0:
+        return "not running as root"
+    return None if shutil.which("unshare") else "`unshare` (util-linux) is not installed"
+
+
 def isolate(cli_args: list[str]) -> int | None:
     """Re-run `python -m graders.cli CLI_ARGS` inside a new network namespace and return its exit code.
 
@@ -42,9 +49,9 @@ def isolate(cli_args: list[str]) -> int | None:
     if isolated():
         loopback_up()
         return None
+    why = unavailable()
     unshare = shutil.which("unshare")
-    if os.geteuid() != 0 or unshare is None:
-        why = "not running as root" if os.geteuid() != 0 else "`unshare` (util-linux) is not installed"
+    if why is not None or unshare is None:
         print(f"[grade] note: the network is not isolated ({why}); submissions could reach other hosts",
               file=sys.stderr, flush=True)
         return None

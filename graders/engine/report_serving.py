@@ -18,9 +18,15 @@ from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
 
-def load_curves(rates: list[float], cand: dict[float, Any], ref: dict[float, Any]) -> str:
+def _systems(cand: dict[float, Any], ref: dict[float, Any], floor: dict[float, Any]) -> list[tuple[str, Any, str]]:
+    both = [("reference", ref, "o--"), ("candidate", cand, "o-")]
+    return both + ([("naive (floor)", floor, "s:")] if floor else [])
+
+
+def load_curves(rates: list[float], cand: dict[float, Any], ref: dict[float, Any],
+                floor: dict[float, Any] | None = None) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for label, data, style in (("reference", ref, "o--"), ("candidate", cand, "o-")):
+    for label, data, style in _systems(cand, ref, floor or {}):
         xs = [r for r in rates if r in data]
         a.plot(xs, [data[r].get("ttft_p95_ms", np.nan) for r in xs], style, label=label)
         b.plot(xs, [data[r].get("goodput_rps", 0.0) for r in xs], style, label=label)
@@ -31,6 +37,46 @@ def load_curves(rates: list[float], cand: dict[float, Any], ref: dict[float, Any
         ax.grid(alpha=0.3)
         ax.legend()
     return _png(fig)
+
+
+def throughput_latency(rates: list[float], cand: dict[float, Any], ref: dict[float, Any],
+                       floor: dict[float, Any] | None = None) -> str:
+    """vLLM's trade-off chart: output tokens/s against median time per output token, one point per offered rate."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, data, style in _systems(cand, ref, floor or {}):
+        xs = [r for r in rates if r in data and data[r].get("output_tokens_per_s")]
+        ax.plot([data[r]["output_tokens_per_s"] for r in xs], [data[r].get("tpot_p50_ms", np.nan) for r in xs],
+                style, label=label)
+        for r in xs:
+            ax.annotate(f"{r:g}/s", (data[r]["output_tokens_per_s"], data[r].get("tpot_p50_ms", np.nan)),
+                        fontsize=7, alpha=0.7)
+    ax.set(xlabel="output tokens/s (log)", ylabel="TPOT p50 (ms, log)", xscale="log", yscale="log",
+           title="Throughput vs latency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+GPU_ROWS = (("gpu_util_mean", "GPU utilisation (%, mean of NVML samples)"),
+            ("gpu_power_w_mean", "board power (W, mean)"), ("energy_j", "energy (J, board counter)"),
+            ("joules_per_output_token", "joules per output token"), ("gpu_seconds", "GPU-seconds held"),
+            ("gpu_cost_per_1m_output_tokens_usd", "USD per 1M output tokens (GPU-seconds x price)"),
+            ("energy_cost_per_1m_output_tokens_usd", "USD per 1M output tokens (energy x price per kWh)"),
+            ("gpu_memory_mb_max", "GPU memory used (MB, max)"))
+
+
+def gpu_section(card: Scorecard) -> str:
+    """Measured GPU cost per rate (profiles with device = cuda); empty on CPU profiles."""
+    x, e = card.extras, html.escape
+    systems = [(n, x.get(k, {})) for n, k in (("candidate", "candidate"), ("reference", "reference"),
+                                               ("naive (floor)", "floor")) if x.get(k)]
+    if not any("gpu_seconds" in s for _, d in systems for s in d.values()):
+        return ""
+    head = "".join(f"<th>{e(n)} {float(r):g}/s</th>" for n, d in systems for r in d)
+    rows = "".join(f"<tr><td>{e(label)}</td>" + "".join(f"<td>{_fmt(s.get(key))}</td>" for _, d in systems
+                                                          for s in d.values()) + "</tr>" for key, label in GPU_ROWS)
+    return (f"<h2>Measured on the GPU</h2><p>Each run's GPU-seconds, energy and utilisation, sampled from NVML "
+            f"while that run's load was on (graders/serving/gpu.py).</p><table><tr><th></th>{head}</tr>{rows}</table>")
 
 
 def ttft_histogram(ttft: list[float], ref_ttft: list[float], rate: float) -> str:
@@ -90,7 +136,8 @@ def write_serving_report(card: Scorecard, path: Path) -> Path:
     plots = ""
     rates = x.get("rates", [])
     if x.get("candidate") or x.get("reference"):
-        plots += load_curves(rates, x.get("candidate", {}), x.get("reference", {}))
+        plots += load_curves(rates, x.get("candidate", {}), x.get("reference", {}), x.get("floor"))
+        plots += throughput_latency(rates, x.get("candidate", {}), x.get("reference", {}), x.get("floor"))
     if x.get("ttft") or x.get("ref_ttft"):
         plots += ttft_histogram(x.get("ttft", []), x.get("ref_ttft", []), max(rates) if rates else 0)
     device = card.environment.get("price_device")
@@ -113,6 +160,7 @@ are the verified streamed tokens); the verification figures cover the whole load
 <h2>Cost per million output tokens</h2>
 <table><tr><th>device</th><th>USD / hour</th><th>candidate</th><th>reference</th></tr>{price_rows}</table>
 <p>USD per hour / (3600 x output tokens/s) x 10<sup>6</sup>, at the measured throughput on this machine.</p>
+{gpu_section(card)}
 {closing_sections(card)}
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)

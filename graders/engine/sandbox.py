@@ -75,7 +75,8 @@ def free_port() -> int:
 
 def _limits(memory_mb: int, file_mb: int = FILE_MB, cpu_s: float | None = None) -> None:
     _die_with_parent()
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
+    if memory_mb > 0:  # 0: no address-space limit (CUDA reserves far more address space than any sane limit)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if cpu_s:  # SIGXCPU at the soft limit, SIGKILL a few seconds later for a process that ignores it

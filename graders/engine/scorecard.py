@@ -42,6 +42,7 @@ class Scorecard:
     errors: list[str] = field(default_factory=list)
     integrity: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    by_rate: dict[str, Any] = field(default_factory=dict)  # serving: system -> offered rate -> metrics (in the JSON)
     extras: dict[str, Any] = field(default_factory=dict)  # plot data for the report; not in the JSON
 
     @property
@@ -69,6 +70,7 @@ class Scorecard:
             "errors": self.errors,
             "integrity": self.integrity,
             "duration_s": round(self.duration_s, 2),
+            **({"by_rate": self.by_rate} if self.by_rate else {}),
         }
 
     def write(self, folder: Path) -> Path:

@@ -111,9 +111,10 @@ def warmup(profile: dict, n: int, tokenizer, corpus_ids: list[int]) -> list[tupl
     return [(0.0, *_draw(rng, profile, tokenizer, corpus_ids)) for _ in range(n)]
 
 
-async def one(client: httpx.AsyncClient, res: Result, prompt: str, max_tokens: int, timeout: float) -> None:
+async def one(client: httpx.AsyncClient, res: Result, prompt: str, max_tokens: int, timeout: float,
+              fields: dict[str, Any] | None = None) -> None:
     body = {"model": "tiny-gpt2", "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}
+            "stream_options": {"include_usage": True}, **(fields or {})}
     res.expected_tokens, res.prompt = max_tokens, prompt
     pieces: list[str] = []
     size = 0
@@ -183,8 +184,11 @@ def _piece(choices: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
-async def drive(url: str, requests: list[tuple[float, str, int]], timeout: float) -> list[Result]:
-    if not url.startswith("http://127.0.0.1:"):
+async def drive(url: str, requests: list[tuple[float, str, int]], timeout: float,
+                fields: dict[str, Any] | None = None, any_host: bool = False) -> list[Result]:
+    """Send `requests` on their schedule; `fields` go into every body (an external reference's model name).
+    Only 127.0.0.1 is a target, unless `any_host`: a server whose URL the user gave (`--reference-url`)."""
+    if not url.startswith("http://127.0.0.1:") and not (any_host and url.startswith(("http://", "https://"))):
         raise ValueError(f"load only targets 127.0.0.1; refusing {url}")
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
@@ -194,7 +198,7 @@ async def drive(url: str, requests: list[tuple[float, str, int]], timeout: float
             delay = t0 + at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(client, res, prompt, n_out, timeout)))
+            tasks.append(asyncio.create_task(one(client, res, prompt, n_out, timeout, fields)))
         await asyncio.gather(*tasks)
     return results
 

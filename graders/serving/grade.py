@@ -1,11 +1,12 @@
 """`ailab grade serving`: host each submission's `create_app`, check it over HTTP, load it beside the reference.
 
 For a batch: one reference host (the reference's `create_app` behind the same contract, in its own
-sandboxed process) serves the whole batch. Each submission gets its own host and scorecard:
-functional checks (correctness, streaming, admission_control, cancellation, metrics_endpoint),
-then open-loop Poisson load at each of the profile's rates, candidate then reference per rate
-(C R C R), so both see the same machine at the same moments. goodput and latency are ratios to
-the reference in that run. A failing part never stops the others; a hang costs bounded seconds.
+sandboxed process) serves the whole batch; or, with `--reference-url`, an OpenAI-compatible server already
+running, such as an interviewer's `vllm serve` of the lab's model folder (graders.serving.remote). Each
+submission gets its own host and scorecard: functional checks (correctness, streaming, admission_control,
+cancellation, metrics_endpoint), then open-loop Poisson load at each of the profile's rates, candidate
+then reference per rate (C R C R), so both see the same machine at the same moments. goodput and latency
+are ratios to the reference in that run. A failing part never stops the others; a hang costs bounded seconds.
 
 The load's prompts are drawn per run from a seeded generator (a fresh seed unless lab.toml, `--hidden` or
 AILAB_SERVING_SEED fixes one; the scorecard records it), and every streamed completion of the load phase,
@@ -20,6 +21,7 @@ verification figures (verified_rate, verification_failures, usage_mismatches) co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sys
 import time
@@ -28,15 +30,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from graders import preflight
 from graders.engine.batch import Batch
 from graders.engine.hidden import open_overlay
-from graders.engine.labconfig import LabConfig, Limits, load_lab
+from graders.engine.labconfig import LabConfig, Limits, LoadProfile, load_lab
 from graders.engine.submissions import open_submission, submissions_in
 from graders.engine.sandbox import Worker, candidate_cpu_s
 from graders.engine.scorecard import PartResult, Scorecard, clean_metrics, environment
 from graders.engine.scoring import ramp
 from graders.paths import REPO_ROOT
-from graders.serving import checks, verify
+from graders.serving import checks, gpu, remote, verify
 from graders.serving.client import (Result, choose_seed, drive, prompt_corpus, summarize, verification_figures, warmup,
                                     workload)
 from graders.serving.host import HEALTH_PATH
@@ -45,8 +48,11 @@ from reference_systems.serving.model import model_dir
 
 SERVING_METRICS = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p95_ms", "e2e_p95_ms", "output_tokens_per_s",
                    "requests_per_s", "goodput_rps", "error_rate", "cost_per_1m_output_tokens_usd",
-                   "verified_rate", "verification_failures", "usage_mismatches")
+                   "verified_rate", "verification_failures", "usage_mismatches", "gpu_seconds", "gpu_util_mean",
+                   "gpu_power_w_mean", "gpu_memory_mb_max", "energy_j", "joules_per_output_token",
+                   "gpu_cost_per_1m_output_tokens_usd", "energy_cost_per_1m_output_tokens_usd")
 WARMUP_REQUESTS = 2
+NAIVE_SUBMISSION = "reference_systems/serving/naive_submission.py"
 FUNCTIONAL = ("correctness", "streaming", "admission_control", "cancellation", "metrics_endpoint")
 
 
@@ -77,9 +83,11 @@ class Context:
     tokenizer: Any
     corpus_ids: list[int]
     usd_per_hour: float
+    usd_per_kwh: float = 0.0
     private: bool = False  # the workload comes from an interviewer's --hidden lab.toml
     private_seed: bool = False  # ... and so does the load seed (then the scorecard does not show it)
-    reference: Worker | None = None
+    reference: Worker | remote.RemoteReference | None = None  # remote: --reference-url
+    floor: Load | None = None  # the naive server's load, once per batch (profiles with floor = true)
     expected: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int = 0
     seed: int = 0
@@ -87,6 +95,10 @@ class Context:
     warm: list[tuple[float, str, int]] = field(default_factory=list)      # the run's warm-up requests
     requests: dict[float, list[tuple[float, str, int]]] = field(default_factory=dict)  # per rate
     greedy: verify.Greedy = field(default_factory=lambda: verify.Greedy({}, 0.0))
+
+    @property
+    def profile(self) -> LoadProfile:
+        return self.lab.load_profile(self.profile_name)
 
     @property
     def max_failure_share(self) -> float:
@@ -101,26 +113,38 @@ def reference_path(lab: LabConfig) -> Path:
     return path
 
 
-def start_host(source: str, name: str, lab: LabConfig) -> Worker:
-    model_dir()  # built here, by the grader: a sandboxed host may read the model cache but never write it
+def server_sizes(lab: LabConfig, profile: LoadProfile) -> tuple[int, int]:
+    """(max_batch, max_waiting): the profile's, else lab.toml [server]'s."""
     server = lab.raw.get("server", {})
+    return (profile.max_batch or int(server.get("max_batch", 32)), profile.max_waiting or int(server.get("max_waiting", 64)))
+
+
+def start_host(source: str, name: str, lab: LabConfig, profile: LoadProfile) -> Worker:
+    model_dir(profile.model)  # built here, by the grader: a sandboxed host may read the model cache but never write it
+    server = lab.raw.get("server", {})
+    max_batch, max_waiting = server_sizes(lab, profile)
     command = ["graders.serving.host", "--module", "candidate.py", "--port", "{port}",
-               "--max-batch", str(server.get("max_batch", 32)), "--max-waiting", str(server.get("max_waiting", 64)),
-               "--request-timeout", str(server.get("request_timeout_s", 30)), "--threads", str(server.get("threads", 1))]
-    worker = Worker(source, "", name=name, memory_mb=lab.limits.memory_mb, start_timeout_s=lab.limits.worker_start_s,
+               "--max-batch", str(max_batch), "--max-waiting", str(max_waiting),
+               "--request-timeout", str(server.get("request_timeout_s", 30)), "--threads", str(server.get("threads", 1)),
+               "--device", profile.device, "--model", profile.model] + (["--dtype", profile.dtype] if profile.dtype else [])
+    # CUDA reserves address space far beyond any RLIMIT_AS that leaves room for the host: no such limit on a GPU
+    memory_mb = 0 if profile.device.startswith("cuda") else lab.limits.memory_mb
+    worker = Worker(source, "", name=name, memory_mb=memory_mb, start_timeout_s=lab.limits.worker_start_s,
                     command=command, health_path=HEALTH_PATH, cpu_s=candidate_cpu_s(name, lab))
     return worker.__enter__()  # started, or cleaned up and raised
 
 
-def alive(w: Worker | None) -> bool:
+def alive(w: Worker | remote.RemoteReference | None) -> bool:
+    if isinstance(w, remote.RemoteReference):
+        return w.alive()
     return w is not None and w.proc is not None and w.proc.poll() is None
 
 
 def run_checks(w: Worker, ctx: Context, card: Scorecard, correctness: checks.Tally) -> dict[str, tuple[float, str]]:
     """Each functional part's (fraction, detail); a hang or crash in one costs bounded time and the rest still run.
     `correctness` collects that part's sub-checks, to which the load phase adds one (usage under load)."""
-    t, server = ctx.lab.limits.check_s, ctx.lab.raw.get("server", {})
-    max_batch, max_waiting = int(server.get("max_batch", 32)), int(server.get("max_waiting", 64))
+    t = ctx.lab.limits.check_s
+    max_batch, max_waiting = server_sizes(ctx.lab, ctx.lab.load_profile(ctx.profile_name))
     why = checks.probe(w.url, t)
     if why:
         card.errors.append(why)
@@ -162,7 +186,9 @@ def plan_load(ctx: Context) -> None:
     log(f"load seed {ctx.seed} ({ctx.seed_source}); computing the engine's greedy output for {len(everything)} "
         "requests ...")
     ctx.greedy = verify.greedy_texts([(prompt, n) for _, prompt, n in everything],
-                                     max_batch=int(ctx.lab.raw.get("verification", {}).get("max_batch", 64)))
+                                     max_batch=profile.max_batch or int(ctx.lab.raw.get("verification", {})
+                                                                        .get("max_batch", 64)),
+                                     device=profile.device, model=profile.model, dtype=profile.dtype)
 
 
 def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
@@ -172,19 +198,32 @@ def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
     profile = ctx.lab.load_profile(ctx.profile_name)
     loads = Load(), Load()
     for w, load in ((cand, loads[0]), (ctx.reference, loads[1])):  # first-request effects are not measured
-        load.warm = asyncio.run(drive(w.url, ctx.warm, profile.client_timeout_s))
+        load.warm = asyncio.run(drive(w.url, ctx.warm, profile.client_timeout_s, **remote.drive_options(w)))
         verify.mark(load.warm, ctx.greedy)
         if w is cand and not any(r.verified is not None for r in load.warm):
             raise LoadSkipped(f"a streamed completion as the load test sends it failed ({load.warm[0].error})")
-    for rate, requests in ctx.requests.items():
+    for rate in ctx.requests:
         for who, w, load in (("candidate", cand, loads[0]), ("reference", ctx.reference, loads[1])):
-            checks.wait_idle(w.url, ctx.lab.limits.check_s, limit_s=20)
-            log(f"{name}: {len(requests)} requests at {rate:g}/s for {profile.duration_s:g} s on the {who} ...")
-            results = asyncio.run(drive(w.url, requests, profile.client_timeout_s))
-            verify.mark(results, ctx.greedy)
-            load.results[rate] = results
-            load.summaries[rate] = summarize(results, profile.warmup_s, ctx.lab.slo, ctx.usd_per_hour)
+            log(f"{name}: {len(ctx.requests[rate])} requests at {rate:g}/s for {profile.duration_s:g} s on the {who} ...")
+            load_one_rate(w.url, ctx, rate, load, remote.drive_options(w))
     return loads
+
+
+def load_one_rate(url: str, ctx: Context, rate: float, load: Load, options: dict[str, Any] | None = None) -> None:
+    """One open-loop run at `rate`, verified and summarised into `load`; on a GPU profile with the GPU's measured
+    seconds, energy and utilisation (graders.serving.gpu) beside the client-side figures. `options`: drive's, for
+    an external reference (graders.serving.remote.drive_options)."""
+    profile = ctx.lab.load_profile(ctx.profile_name)
+    checks.wait_idle(url, ctx.lab.limits.check_s, limit_s=20)
+    metered = profile.device.startswith("cuda") and gpu.available()
+    with gpu.GpuMeter() if metered else contextlib.nullcontext() as meter:
+        results = asyncio.run(drive(url, ctx.requests[rate], profile.client_timeout_s, **(options or {})))
+    verify.mark(results, ctx.greedy)
+    load.results[rate] = results
+    load.summaries[rate] = summarize(results, profile.warmup_s, ctx.lab.slo, ctx.usd_per_hour)
+    if meter is not None:
+        tokens = sum(r.output_tokens for r in results if r.ok)
+        load.summaries[rate].update(meter.figures(tokens, ctx.usd_per_hour, ctx.usd_per_kwh))
 
 
 def penalised_ttft_p95(results: list[Result], warmup_s: float, timeout_s: float) -> float:
@@ -201,7 +240,9 @@ def judge_outputs(card: Scorecard, ctx: Context, cand: Load, ref: Load) -> str |
     vc, vr = verify.verdict(cand.everything(), ctx.greedy), verify.verdict(ref.everything(), ctx.greedy)
     limit = ctx.max_failure_share
     card.extras["verification"] = {"candidate": vc.to_json(), "reference": vr.to_json(), "max_failure_share": limit}
-    if vr.share > limit:
+    if vr.share > limit and isinstance(ctx.reference, remote.RemoteReference):
+        card.errors.append(remote.not_greedy(ctx.reference, vr.failed, vr.compared, ctx.profile))
+    elif vr.share > limit:
         card.errors.append(f"grader problem: the reference's own streams failed output verification ({vr.failed} of "
                            f"{vr.compared}); please report this with the scorecard attached")
     top = max(cand.results)
@@ -264,7 +305,7 @@ def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
     parts = ctx.lab.parts
     cand_load = ref_load = None
     correctness = checks.Tally()
-    w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab), log, ctx.lab.notebook)
+    w, why_not, _ = open_submission(path, card, lambda src: start_host(src, name, ctx.lab, ctx.profile), log, ctx.lab.notebook)
     try:
         results = (run_checks(w, ctx, card, correctness) if w is not None else
                    {n: (0.0, f"not checked: {why_not}") for n in FUNCTIONAL})
@@ -322,62 +363,110 @@ def finish(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, s
     card.reference = {"metrics": load_metrics(ref, top) if ref else {}}
     card.duration_s = seconds
     prices = ctx.lab.raw.get("prices", {})
+    price_device = prices.get("gpu_device" if profile.device.startswith("cuda") else "device")
     hidden_seed = ctx.seed_source == "--hidden lab.toml"
     card.environment = environment(profile=ctx.profile_name, rates=profile.rates, metrics_rate=top,
-                                   duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=prices.get("device"),
+                                   duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=price_device,
                                    usd_per_hour=ctx.usd_per_hour, price_table=prices.get("usd_per_hour", {}),
                                    workload="private (--hidden)" if ctx.private else "shipped",
+                                   device=profile.device, model=profile.model, dtype=profile.dtype or "default",
                                    load_seed="private (--hidden)" if hidden_seed else ctx.seed,
                                    load_seed_source=ctx.seed_source, greedy_outputs_s=round(ctx.greedy.seconds, 2),
-                                   max_failure_share=ctx.max_failure_share)
+                                   max_failure_share=ctx.max_failure_share, **reference_environment(ctx))
+    systems = (("candidate", cand), ("reference", ref), ("floor", ctx.floor))
+    card.by_rate = {who: {f"{rate:g}": clean_metrics(s, SERVING_METRICS) for rate, s in load.summaries.items()}
+                    for who, load in systems if load is not None}
     verification = card.extras.get("verification", {})
     card.extras = {"rates": profile.rates, "prices": prices.get("usd_per_hour", {}), "verification": verification,
                    "candidate": {r: s for r, s in cand.summaries.items()} if cand else {},
                    "reference": {r: s for r, s in ref.summaries.items()} if ref else {},
+                   "floor": {r: s for r, s in ctx.floor.summaries.items()} if ctx.floor else {},
                    "ttft": [r.ttft * 1e3 for r in (cand.results[top] if cand else []) if r.ok],
                    "ref_ttft": [r.ttft * 1e3 for r in (ref.results[top] if ref else []) if r.ok]}
 
 
-def prepare_reference(ctx: Context) -> None:
-    """Start the batch's reference host and record its greedy answers (what candidates must match)."""
-    ref_source = reference_path(ctx.lab).read_text()
-    log("starting the reference server ...")
-    ctx.reference = start_host(ref_source, "reference", ctx.lab)
-    t = ctx.lab.limits.check_s * 3
-    _, body = checks.completion(ctx.reference.url, t, prompt=checks.PROMPT, max_tokens=12, ignore_eos=True)
-    _, chat = checks.chat(ctx.reference.url, t, messages=checks.CHAT, max_tokens=8, ignore_eos=True)
+def reference_environment(ctx: Context) -> dict[str, str]:
+    """What the scorecard's environment says the candidates were compared with."""
+    if isinstance(ctx.reference, remote.RemoteReference):
+        return {"reference": ctx.reference.describe(), "reference_model": ctx.reference.model}
+    return {"reference": f"built-in: {ctx.lab.raw['lab'].get('submission', 'reference')} (sandboxed worker)"}
+
+
+def prepare_reference(ctx: Context, url: str | None = None) -> None:
+    """Start the batch's reference host, or use the external server at `url` (--reference-url), and record its
+    greedy answers (what candidates must match)."""
+    if url:
+        ctx.reference = remote.connect(url, ctx.profile)
+        log(f"reference: the external server at {ctx.reference.url} (model {ctx.reference.model!r})")
+    else:
+        log("starting the reference server ...")
+        ctx.reference = start_host(reference_path(ctx.lab).read_text(), "reference", ctx.lab, ctx.profile)
+    t, fields = ctx.lab.limits.check_s * 3, remote.request_fields(ctx.reference)
+    _, body = checks.completion(ctx.reference.url, t, prompt=checks.PROMPT, max_tokens=12, ignore_eos=True, **fields)
+    _, chat = checks.chat(ctx.reference.url, t, messages=checks.CHAT, max_tokens=8, ignore_eos=True, **fields)
     try:
         ctx.expected = {"text": body["choices"][0]["text"], "chat": chat["choices"][0]["message"]["content"]}
     except (TypeError, KeyError, IndexError):
-        raise RuntimeError(f"the reference server answered unexpectedly: {body!r} {chat!r}") from None
+        why = f"the reference server answered unexpectedly: {str(body)[:300]} {str(chat)[:300]}"
+        if url:  # the user's server: say so in one line, as for any other input that cannot be used
+            raise SystemExit(f"--reference-url: {why}; it must serve OpenAI completions and chat completions") from None
+        raise RuntimeError(why) from None
+
+
+def device_price(lab: LabConfig, profile: LoadProfile) -> float:
+    """USD per device-hour of the device the profile runs on: [prices] gpu_device on a GPU, else device."""
+    prices = lab.raw.get("prices", {})
+    device = prices.get("gpu_device" if profile.device.startswith("cuda") else "device", "")
+    return float(prices.get("usd_per_hour", {}).get(device, 0.0))
+
+
+def measure_floor(ctx: Context) -> None:
+    """The naive server (one request at a time) under the same load, once per batch: the floor every report
+    plots beside the candidate and the reference. Not scored."""
+    source = (REPO_ROOT / NAIVE_SUBMISSION).read_text()
+    log("starting the naive server (the floor) ...")
+    floor = start_host(source, "naive-floor", ctx.lab, ctx.profile)
+    try:
+        ctx.floor = Load()
+        for rate in ctx.requests:
+            log(f"floor: {len(ctx.requests[rate])} requests at {rate:g}/s on the naive server ...")
+            load_one_rate(floor.url, ctx, rate, ctx.floor)
+    finally:
+        floor.cleanup()
 
 
 def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str | None = None,
           profile: str = "quick", limits: Limits | None = None, hidden: Path | None = None,
-          course: Path | None = None) -> list[Scorecard]:
+          course: Path | None = None, reference_url: str | None = None) -> list[Scorecard]:
     """Grade a .ipynb, a .py, a folder of them, `reference`, or (name, path) pairs; scorecard.json +
     report.html each in `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (this lab's workload
-    is built in; `hidden`'s lab.toml can give it a private seed); `course` as in graders.rag.grade."""
+    is built in; `hidden`'s lab.toml can give it a private seed); `course` as in graders.rag.grade.
+    `reference_url`: compare with this running OpenAI-compatible server (graders.serving.remote), not a
+    reference host started here."""
     overlay = open_overlay(hidden, "serving")
     lab = load_lab("serving", overlay.lab_toml() if overlay else None)
     if limits is not None:
         lab = replace(lab, limits=limits)
-    lab.load_profile(profile)
+    preflight.gpu(lab.load_profile(profile))
     subs = submissions_in(submission, reference_path(lab))
-    prices = lab.raw.get("prices", {})
-    usd = float(prices.get("usd_per_hour", {}).get(prices.get("device", ""), 0.0))
+    usd = device_price(lab, lab.load_profile(profile))
     tok, corpus_ids = prompt_corpus()
     private = overlay.lab_toml() if overlay else {}
     ctx = Context(lab=lab, profile_name=profile, out=Path(out_dir), tokenizer=tok, corpus_ids=corpus_ids,
-                  usd_per_hour=usd, private=bool(private),
+                  usd_per_hour=usd, usd_per_kwh=float(lab.raw.get("prices", {}).get("usd_per_kwh", 0.0)),
+                  private=bool(private),
                   private_seed="seed" in private.get("profiles", {}).get(profile, {}))
     ctx.prompt_tokens = len(tok(checks.PROMPT).input_ids)
     batch = Batch.open(lab, subs, Path(out_dir), course)
     try:
         with ThreadPoolExecutor(1) as pool:  # the greedy outputs are computed while the reference host starts
             planned = pool.submit(plan_load, ctx)
-            prepare_reference(ctx)
+            prepare_reference(ctx, reference_url)
             planned.result()
+        if isinstance(ctx.reference, remote.RemoteReference):
+            remote.check_greedy(ctx.reference, ctx.warm, ctx.greedy, ctx.lab.limits.check_s * 3, ctx.profile)
+        if ctx.profile.floor:
+            measure_floor(ctx)
         return [grade_one(name, path, ctx, batch) for name, path in batch]
     finally:
         if ctx.reference is not None:

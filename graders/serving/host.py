@@ -47,7 +47,8 @@ class Hosted:
         await self.app(scope, receive, send)
 
 
-def load(module_path: str, settings: Any, threads: int) -> tuple[Any, str | None]:
+def load(module_path: str, settings: Any, threads: int, device: str = "cpu", model: str = "tiny-gpt2",
+         dtype: str | None = None) -> tuple[Any, str | None]:
     """(asgi_app, None) or (None, a reason written for the candidate)."""
     from graders.engine.worker import describe, load_submission, where
 
@@ -62,7 +63,7 @@ def load(module_path: str, settings: Any, threads: int) -> tuple[Any, str | None
     from reference_systems.serving.model import model_dir
 
     started = time.perf_counter()
-    engine = Engine(model_dir(), max_batch=settings.max_batch, threads=threads)
+    engine = Engine(model_dir(model), max_batch=settings.max_batch, threads=threads, device=device, dtype=dtype)
     print(f"engine ready in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     try:
         app = create_app(engine, settings)
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-waiting", type=int, default=64)
     ap.add_argument("--request-timeout", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (lab.toml profile `device`)")
+    ap.add_argument("--model", default="tiny-gpt2", help="a name in reference_systems.serving.model.MODELS")
+    ap.add_argument("--dtype", default=None, help="float32 (default) or bfloat16")
     args = ap.parse_args(argv)
 
     import uvicorn
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.setswitchinterval(0.001)
     settings = ServerSettings(max_batch=args.max_batch, max_waiting=args.max_waiting,
                               request_timeout_s=args.request_timeout)
-    app, error = load(args.module, settings, args.threads)
+    app, error = load(args.module, settings, args.threads, args.device, args.model, args.dtype)
     if error:
         print(error, file=sys.stderr, flush=True)
     print(f"host ready on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)

@@ -47,9 +47,11 @@ class Greedy:
     ends: dict[str, list[int]] = field(default_factory=dict)
 
 
-def greedy_texts(requests: Iterable[tuple[str, int]], max_batch: int = 64) -> Greedy:
+def greedy_texts(requests: Iterable[tuple[str, int]], max_batch: int = 64, device: str = "cpu",
+                 model: str = "tiny-gpt2", dtype: str | None = None) -> Greedy:
     """Decode every distinct prompt once, batched, to the largest max_tokens it is asked with (greedy outputs
-    are prefixes of each other), and keep the text of each (prompt, max_tokens)."""
+    are prefixes of each other), and keep the text of each (prompt, max_tokens). `device`, `model` and `dtype`
+    are the servers' (the load profile's), so the expected tokens come from the same numbers."""
     import torch
 
     from reference_systems.serving.engine import Engine
@@ -62,7 +64,7 @@ def greedy_texts(requests: Iterable[tuple[str, int]], max_batch: int = 64) -> Gr
     started = time.perf_counter()
     threads = torch.get_num_threads()  # process-wide: give it back (one thread: cores are shared with the servers)
     try:
-        engine = Engine(model_dir(), max_batch=max_batch, threads=1)
+        engine = Engine(model_dir(model), max_batch=max_batch, threads=1, device=device, dtype=dtype)
         tok = engine.tokenizer
         prompts = list(longest)
         for i, prompt in enumerate(prompts):

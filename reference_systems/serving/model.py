@@ -8,6 +8,11 @@ expects (`config.json`, `model.safetensors`, `tokenizer.json`, `vocab.json`, `me
 
 The weights are random (untrained), so generated text is gibberish; the lab is about serving, not
 quality. Build: ~5 s on 2 cores, once; `python -m reference_systems.serving.model` prints the path.
+
+Two sizes are named in `MODELS`: `tiny-gpt2` (4 layers, 256 wide: the CPU lab) and `gpt2-small` (GPT-2
+small's 12 layers, 768 wide, 12 heads, 1,024 positions: the GPU profile), both with the same tokenizer,
+so prompts and expected texts are built the same way for either. `python -m reference_systems.serving.model
+gpt2-small` builds and prints the bigger one.
 """
 from __future__ import annotations
 
@@ -45,6 +50,19 @@ class ModelParams:
     def key(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+MODELS = {
+    "tiny-gpt2": ModelParams(),
+    "gpt2-small": ModelParams(n_layer=12, n_embd=768, n_head=12, n_positions=1024),
+}
+
+
+def params_for(name: str) -> ModelParams:
+    """The named model's build parameters (lab.toml names them: `model = "gpt2-small"`)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; lab.toml may name one of {sorted(MODELS)}")
+    return MODELS[name]
 
 
 def corpus() -> list[str]:
@@ -99,16 +117,19 @@ def weights_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def model_dir(params: ModelParams = ModelParams(), root: Path | None = None) -> Path:
-    """The built model's directory, building it once (atomically) under the cache."""
+def model_dir(params: ModelParams | str = ModelParams(), root: Path | None = None) -> Path:
+    """The built model's directory (`params` or a name in MODELS), building it once (atomically) under the cache."""
+    if isinstance(params, str):
+        params = params_for(params)
     if root is None:
         from graders.paths import cache_dir
         root = cache_dir() / "models"
-    final = Path(root) / f"tiny-gpt2-{params.key()}"
+    name = next((n for n, p in MODELS.items() if p == params), "gpt2")
+    final = Path(root) / f"{name}-{params.key()}"
     if (final / "ailab_build.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building the tiny GPT-2 into {final} ...", file=sys.stderr)
+    print(f"building the {name} model into {final} ...", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     try:
         build(tmp / "m", params)
@@ -123,4 +144,4 @@ def model_dir(params: ModelParams = ModelParams(), root: Path | None = None) -> 
 
 
 if __name__ == "__main__":
-    print(model_dir())
+    print(model_dir(sys.argv[1] if len(sys.argv) > 1 else ModelParams()))

@@ -283,9 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-waiting", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--request-timeout", type=float, default=60.0)
+    ap.add_argument("--served-model-name", default=ServerConfig.model_name,
+                    help="the `model` requests must name (as vLLM's flag; vLLM's default is the model folder's path)")
     args = ap.parse_args(argv)
     cfg = ServerConfig(max_batch=args.max_batch, max_waiting=args.max_waiting, threads=args.threads,
-                       request_timeout_s=args.request_timeout)
+                       request_timeout_s=args.request_timeout, model_name=args.served_model_name)
     if args.naive:
         from reference_systems.serving.naive_server import create_naive_app
         app = create_naive_app(cfg)
