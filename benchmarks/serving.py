@@ -55,7 +55,8 @@ def server(kind: str, cfg: dict):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "reference_systems.serving.server", "--port", str(port),
            "--max-batch", str(cfg["max_batch"]), "--max-waiting", str(cfg["max_waiting"]),
-           "--threads", str(cfg["threads"]), "--request-timeout", str(cfg["request_timeout_s"])]
+           "--threads", str(cfg["threads"]), "--request-timeout", str(cfg["request_timeout_s"]),
+           "--device", cfg.get("device", "cpu"), "--model", cfg.get("model", "tiny-gpt2")]
     if kind == "naive":
         cmd.append("--naive")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
@@ -136,11 +137,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"load seed {profile['seed']} ({source}); AILAB_SERVING_SEED={profile['seed']} replays it", file=sys.stderr)
     warm = warmup(profile, 4, tok, corpus_ids)
     loads = {rate: workload(profile, rate, tok, corpus_ids) for rate in profile["rates"]}
-    greedy = greedy_texts([(p, n) for _, p, n in warm + [r for reqs in loads.values() for r in reqs]])
+    greedy = greedy_texts([(p, n) for _, p, n in warm + [r for reqs in loads.values() for r in reqs]],
+                          device=profile.get("device", "cpu"), model=profile.get("model", "tiny-gpt2"),
+                          dtype=profile.get("dtype"))
+    server_cfg = {**lab["server"], **{k: profile[k] for k in ("device", "model", "max_batch", "max_waiting")
+                                      if k in profile}}  # a GPU profile's engine and batch
 
     rows = []
     for kind in args.servers.split(","):
-        with server(kind, lab["server"]) as url:
+        with server(kind, server_cfg) as url:
             asyncio.run(drive(url, warm, 30))  # warm the process up
             for rate, reqs in loads.items():
                 wait_idle(url)

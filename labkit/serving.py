@@ -22,10 +22,12 @@ __all__ = ["Detokenizer", "Engine", "StepOutput", "load_engine", "model_dir"]
 
 
 @functools.lru_cache(maxsize=4)
-def load_engine(max_batch: int = 32, threads: int = 1) -> Engine:
+def load_engine(max_batch: int = 32, threads: int = 1, device: str = "cpu", model: str = "tiny-gpt2") -> Engine:
     """The lab's engine (built on first use, then cached on disk). Same arguments, same engine object:
-    loading takes seconds, so notebook cells share it; drive it from one scheduler at a time."""
-    return Engine(model_dir(), max_batch=max_batch, threads=threads)
+    loading takes seconds, so notebook cells share it; drive it from one scheduler at a time.
+    On a machine with an NVIDIA GPU, `device="cuda"` (or "auto") runs it there with CUDA-graph decode steps,
+    and `model="gpt2-small"` is the GPU profile's model (docs/gpu.md)."""
+    return Engine(model_dir(model), max_batch=max_batch, threads=threads, device=device)
 
 
 class Detokenizer:

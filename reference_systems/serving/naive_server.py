@@ -65,5 +65,5 @@ class NaiveBackend:
 
 def create_naive_app(engine_cfg: ServerConfig | None = None, *, engine: Engine | None = None) -> FastAPI:
     cfg = engine_cfg or ServerConfig()
-    engine = engine or Engine(cfg.model_dir, max_batch=1, threads=cfg.threads)
+    engine = engine or Engine(cfg.model_dir, max_batch=1, threads=cfg.threads, device=cfg.device)
     return create_app(cfg, engine=engine, backend_factory=NaiveBackend)

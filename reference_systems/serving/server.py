@@ -53,6 +53,7 @@ class ServerConfig:
     threads: int | None = 1        # torch threads; >1 collapses when cores are shared with the load generator
     request_timeout_s: float = 60.0
     default_max_tokens: int = 16   # OpenAI's default for /v1/completions
+    device: str = "cpu"            # "cuda": the engine on the GPU, decode steps as CUDA graphs (docs/gpu.md)
 
 
 class Backend(Protocol):
@@ -91,7 +92,7 @@ def create_app(engine_cfg: ServerConfig | None = None, *, engine: Engine | None 
                backend_factory: Any = None) -> FastAPI:
     """The reference app. `engine` reuses a loaded engine; `backend_factory(engine, cfg, on_step)` swaps the scheduler."""
     cfg = engine_cfg or ServerConfig()
-    engine = engine or Engine(cfg.model_dir, max_batch=cfg.max_batch, threads=cfg.threads)
+    engine = engine or Engine(cfg.model_dir, max_batch=cfg.max_batch, threads=cfg.threads, device=cfg.device)
     metrics = Metrics()
     if backend_factory is None:
         backend: Backend = Scheduler(engine, max_waiting=cfg.max_waiting, on_step=metrics.on_step)
@@ -285,9 +286,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--request-timeout", type=float, default=60.0)
     ap.add_argument("--served-model-name", default=ServerConfig.model_name,
                     help="the `model` requests must name (as vLLM's flag; vLLM's default is the model folder's path)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--model", default="tiny-gpt2", help="a name in reference_systems.serving.model.MODELS")
     args = ap.parse_args(argv)
-    cfg = ServerConfig(max_batch=args.max_batch, max_waiting=args.max_waiting, threads=args.threads,
-                       request_timeout_s=args.request_timeout, model_name=args.served_model_name)
+    from reference_systems.serving.model import model_dir
+
+    cfg = ServerConfig(model_dir=str(model_dir(args.model)), max_batch=args.max_batch, max_waiting=args.max_waiting,
+                       threads=args.threads, request_timeout_s=args.request_timeout,
+                       model_name=args.served_model_name, device=args.device)
     if args.naive:
         from reference_systems.serving.naive_server import create_naive_app
         app = create_naive_app(cfg)
