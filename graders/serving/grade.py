@@ -119,7 +119,10 @@ def server_sizes(lab: LabConfig, profile: LoadProfile) -> tuple[int, int]:
     return (profile.max_batch or int(server.get("max_batch", 32)), profile.max_waiting or int(server.get("max_waiting", 64)))
 
 
-def start_host(source: str, name: str, lab: LabConfig, profile: LoadProfile) -> Worker:
+def start_host(source: str, name: str, lab: LabConfig, profile: LoadProfile | None = None) -> Worker:
+    """Host `source`'s create_app in a sandboxed worker, sized and placed (cpu/cuda, model) by `profile`
+    (default: the lab's quick profile, on CPU)."""
+    profile = profile or lab.load_profile("quick")
     model_dir(profile.model)  # built here, by the grader: a sandboxed host may read the model cache but never write it
     server = lab.raw.get("server", {})
     max_batch, max_waiting = server_sizes(lab, profile)
