@@ -111,9 +111,14 @@ def test_reference_gets_full_marks(batch: dict) -> None:
 @pytest.mark.slow
 def test_scorecard_keys_and_report(batch: dict) -> None:
     card = batch["reference"]
-    assert tuple(card) == KEYS and card["schema"] == 2 and card["lab"] == "serving"
-    assert tuple(card["metrics"]) == SERVING_METRICS
-    assert tuple(card["reference"]["metrics"]) == SERVING_METRICS
+    assert tuple(card) == (*KEYS, "by_rate") and card["schema"] == 2 and card["lab"] == "serving"
+    cpu_metrics = tuple(m for m in SERVING_METRICS if not m.startswith(("gpu_", "energy", "joules")))
+    assert tuple(card["metrics"]) == cpu_metrics  # no GPU here: no GPU figures, never NaN placeholders
+    assert tuple(card["reference"]["metrics"]) == cpu_metrics
+    rates = [f"{r:g}" for r in card["environment"]["rates"]]
+    assert set(card["by_rate"]) == {"candidate", "reference"}  # the floor only on profiles with floor = true
+    assert all(list(card["by_rate"][who]) == rates for who in ("candidate", "reference"))
+    assert card["by_rate"]["reference"][rates[-1]] == card["reference"]["metrics"]
     assert [p["name"] for p in card["parts"]][-1] == "written"
     report = (Path(batch["_out"]["path"]) / "reference" / "report.html").read_text()
     assert report.count("data:image/png;base64") >= 2 and "nvidia-h100" in report and "(used)" in report
