@@ -61,7 +61,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         lab = load_lab(args.lab, overlay.lab_toml() if overlay else None)
     except ValueError as exc:  # a --hidden folder (HiddenError) or a merged lab.toml that does not fit; it names which
         raise SystemExit(str(exc)) from None
-    known = {*lab.profiles, *lab.load_profiles, *lab.scenarios}
+    known = {*lab.profiles, *lab.load_profiles, *lab.scenarios, *lab.task_profiles}
     if args.profile not in known:
         raise SystemExit(f"lab {args.lab!r} has no profile {args.profile!r}; choose one of {sorted(known)}")
     if args.profile in lab.load_profiles:

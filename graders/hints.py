@@ -79,6 +79,36 @@ HINTS: dict[str, dict[str, tuple[str, ...]]] = {
             "Admit fewer and fail fast (429) rather than queue requests that will miss the SLO anyway.",
         ),
     },
+    "agents": {
+        "task_success": (
+            "Read the report's table of conversations that did not end right: it shows the end state against the expected one.",
+            "Run labkit.agents.run_local(create_agent, faults=False) first, then with faults.",
+            "A refusal or a tool error goes back to the model as the tool's result; it proposes again.",
+        ),
+        "policy": (
+            "The report lists each violation with its conversation: fix the guardrail it names.",
+            "Check every write in code before it runs: the order's owner, the refund limit, the product's cost.",
+            "Clean every outgoing message: other customers' addresses and unsupported product claims.",
+        ),
+        "escalation": (
+            "A refund above the limit is escalated with a reason, never issued.",
+            "Escalate only when a human is needed: every unneeded escalation costs precision.",
+        ),
+        "cost": (
+            "Tool schemas are input tokens on every completion: show the model only the tools the intent needs.",
+            "Answer repeated reads from a per-conversation cache.",
+        ),
+        "latency": (
+            "A hanging tool takes 2 s: time out after config.tool_timeout_s and retry.",
+            "Keep state per conversation: several conversations run at once in different threads.",
+        ),
+        "throughput": ("Never block on a shared lock across a whole conversation.",),
+        "recovery": ("Retry timeouts and 5xx (ToolError.retryable), at most 3 tries, within the budget.",),
+        "traces": (
+            "One invoke_agent span per conversation; a chat span per completion; an execute_tool span per tool try.",
+            "gen_ai.usage.* on the chat span come from model.last_usage.",
+        ),
+    },
     "observability": {
         "telemetry_conformance": (
             "The detail line lists failed checks: span names, kinds, attributes, metric names.",

@@ -91,6 +91,7 @@ class LabConfig:
     raw: dict[str, Any]
     load_profiles: dict[str, LoadProfile] = field(default_factory=dict)  # tables with `rates`
     scenarios: dict[str, ScenarioProfile] = field(default_factory=dict)  # tables with `fault_s`
+    task_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # tables with `n_tasks` (the agents lab)
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -146,7 +147,8 @@ def load_lab(lab: str | Path, overlay: dict[str, Any] | None = None) -> LabConfi
             raise ValueError(f"{where}: part {part.name!r} needs both full_at_ratio and zero_at_ratio, and they must differ")
     tables = raw.get("profiles", {})
     try:
-        profiles = {name: Profile(name=name, **p) for name, p in tables.items() if "rates" not in p and "fault_s" not in p}
+        profiles = {name: Profile(name=name, **p) for name, p in tables.items()
+                    if "rates" not in p and "fault_s" not in p and "n_tasks" not in p}
         load_profiles = {name: LoadProfile(name=name, **p) for name, p in tables.items() if "rates" in p}
         scenarios = {name: ScenarioProfile(name=name, **p) for name, p in tables.items() if "fault_s" in p}
         limits = Limits(**raw["limits"])
@@ -166,4 +168,5 @@ def load_lab(lab: str | Path, overlay: dict[str, Any] | None = None) -> LabConfi
         raw=raw,
         load_profiles=load_profiles,
         scenarios=scenarios,
+        task_profiles={name: dict(p) for name, p in tables.items() if "n_tasks" in p},
     )

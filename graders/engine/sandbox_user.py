@@ -35,7 +35,7 @@ NOGROUP = 65534
 # The reference submissions are the grader's own code: they see the whole repository (they import the reference),
 # and the embeddings they compute may enter the shared cache.
 TRUSTED_SOURCES = ("reference_systems/rag/submission.py", "reference_systems/serving/submission.py",
-                   "reference_systems/observability/submission.py",
+                   "reference_systems/observability/submission.py", "reference_systems/agents/submission.py",
                    "reference_systems/serving/naive_submission.py")  # the serving floor (profiles with floor = true)
 # Folders (os.pathsep-separated) of code the operator vouches for: a submission byte-identical to a .py file
 # there may use the reference (the test suite's fixtures stand in for it; tests/conftest.py). Never set to grade.

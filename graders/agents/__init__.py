@@ -1,0 +1,1 @@
+"""The agents lab: interface (the contract), host (the agent in the sandbox), desk (world + model server), grade()."""
