@@ -46,7 +46,7 @@ def test_an_unknown_profile_names_the_choices(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_unknown_lab_and_missing_submission_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert "labs available: observability, rag, serving" in _refusal(
+    assert "labs available: agents, observability, rag, serving" in _refusal(
         ["grade", "nosuchlab", "reference", "--out", str(tmp_path)], capsys)
     assert "missing.ipynb does not exist; pass a notebook" in _refusal(
         ["grade", "rag", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)], capsys)
