@@ -8,19 +8,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from graders.engine.report import CSS, _fmt, latency_histogram
+from graders.engine.report import CSS, latency_histogram, metric_rows, part_rows
 from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
 
 def write_agents_report(card: Scorecard, path: Path) -> Path:
     e, x = html.escape, card.extras
-    rows = "".join(f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td><td>{e(p.detail)}</td></tr>"
-                   for p in card.parts)
-    ref = card.reference.get("metrics", {})
-    names = list(dict.fromkeys(list(card.metrics) + list(ref)))
-    metric_rows = "".join(f"<tr><td>{e(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>"
-                          for n in names)
+    rows = part_rows(card, mark_lost=False)
+    metrics_table = metric_rows(card)
     violations = "".join(f"<li>{e(v)}</li>" for v in x.get("violations", [])) or "<li>none</li>"
     runs = x.get("runs", [])
     failed = "".join(f"<tr><td>{e(r['task'])}</td><td>{r['rep'] + 1}</td><td>{e('; '.join(r['why']))}</td>"
@@ -37,7 +33,7 @@ def write_agents_report(card: Scorecard, path: Path) -> Path:
 <h2>Candidate vs reference</h2>
 <p>Both ran the same tasks under the same fault seeds in the same run, alternating per repetition. The policy model
 is a scripted stand-in that misbehaves at the rates in labs/agents/lab.toml.</p>
-<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metrics_table}</table>
 <h2>Turn latency (resolved conversations)</h2><div>{plot}</div>
 <h2>Conversations that did not end right</h2>
 <table><tr><th>task</th><th>run</th><th>end state</th><th>agent error</th></tr>{failed or '<tr><td colspan=4>none</td></tr>'}</table>

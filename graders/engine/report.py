@@ -76,6 +76,22 @@ def _fmt(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4g}"
 
 
+def part_rows(card: Scorecard, mark_lost: bool = True) -> str:
+    """The parts table's rows: name, points, detail (with `mark_lost`, a detail that lost points is styled `lost`)."""
+    e = html.escape
+    return "".join(f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td>"
+                   + (f"<td class='{'lost' if p.points < p.max_points else ''}'>" if mark_lost else "<td>")
+                   + f"{e(p.detail)}</td></tr>" for p in card.parts)
+
+
+def metric_rows(card: Scorecard, sort: bool = False) -> str:
+    """Candidate vs reference rows for every metric either has (sorted, or the candidate's order first)."""
+    ref = card.reference.get("metrics", {})
+    names = sorted(set(card.metrics) | set(ref)) if sort else list(dict.fromkeys(list(card.metrics) + list(ref)))
+    return "".join(f"<tr><td>{html.escape(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>"
+                   for n in names)
+
+
 def _check_row(name: str, measured: str, required: str, value: float | None, floor: float, judged: bool) -> str:
     if value is None or not judged:
         verdict, css = "not judged", "warn"
@@ -126,13 +142,9 @@ the same rewrite twice; the candidate got through {load['candidate_reached']}, t
 
 def write_report(card: Scorecard, path: Path) -> Path:
     e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td>"
-        f"<td class='{'lost' if p.points < p.max_points else ''}'>{e(p.detail)}</td></tr>" for p in card.parts)
+    rows = part_rows(card)
     ref = card.reference.get("metrics", {})
-    names = sorted(set(card.metrics) | set(ref))
-    metric_rows = "".join(
-        f"<tr><td>{e(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>" for n in names)
+    metrics_table = metric_rows(card, sort=True)
     extras = card.extras
     plots = ""
     if extras.get("curve") or extras.get("ref_curve"):
@@ -146,7 +158,7 @@ def write_report(card: Scorecard, path: Path) -> Path:
 <div class="score">{card.score:g} / 100</div><p>graded in {card.duration_s:.0f} s</p>
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Candidate vs reference</h2><div>{plots}</div>
-<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metrics_table}</table>
 {load_section(extras["load"], card.metrics, ref) if extras.get("load") else ""}
 {closing_sections(card)}
 </body></html>"""

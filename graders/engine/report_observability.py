@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.patches import Patch
 
-from graders.engine.report import CSS, _fmt, _png, plt
+from graders.engine.report import CSS, _fmt, _png, part_rows, plt
 from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
@@ -124,8 +124,7 @@ def write_observability_report(card: Scorecard, path: Path) -> Path:
     grace_s = float(x.get("grace_s", 0.0))
     slo = card.environment.get("slo", {})
     slo_ms = float(slo["slo_latency_s"]) * 1000 if isinstance(slo, dict) and "slo_latency_s" in slo else None
-    rows = "".join(f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td>"
-                   f"<td class='{'lost' if p.points < p.max_points else ''}'>{e(p.detail)}</td></tr>" for p in card.parts)
+    rows = part_rows(card)
     metric_rows = "".join(f"<tr><td>{e(n)}</td><td>{_fmt(v)}</td></tr>" for n, v in card.metrics.items())
     figure = timeline(faults, pages, x.get("latency", []), run_end, grace_s, slo_ms)
     fault_rows = "".join(

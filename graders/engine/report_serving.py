@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from graders.engine.report import CSS, _fmt, _png, plt
+from graders.engine.report import CSS, _fmt, _png, metric_rows, part_rows, plt
 from graders.engine.report_sections import SECTION_CSS, closing_sections
 from graders.engine.scorecard import Scorecard
 
@@ -127,12 +127,9 @@ def verification_section(card: Scorecard) -> str:
 def write_serving_report(card: Scorecard, path: Path) -> Path:
     e = html.escape
     x = card.extras
-    rows = "".join(f"<tr><td>{e(p.name)}</td><td>{p.points:g} / {p.max_points:g}</td><td>{e(p.detail)}</td></tr>"
-                   for p in card.parts)
+    rows = part_rows(card, mark_lost=False)
     ref = card.reference.get("metrics", {})
-    names = list(dict.fromkeys(list(card.metrics) + list(ref)))
-    metric_rows = "".join(f"<tr><td>{e(n)}</td><td>{_fmt(card.metrics.get(n))}</td><td>{_fmt(ref.get(n))}</td></tr>"
-                          for n in names)
+    metrics_table = metric_rows(card)
     plots = ""
     rates = x.get("rates", [])
     if x.get("candidate") or x.get("reference"):
@@ -156,7 +153,7 @@ def write_serving_report(card: Scorecard, path: Path) -> Path:
 <h2>Candidate vs reference under load</h2><div>{plots}</div>
 <p>Metrics at the highest offered rate, measured from the client's stream (vLLM's definitions; output tokens
 are the verified streamed tokens); the verification figures cover the whole load phase.</p>
-<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metrics_table}</table>
 <h2>Cost per million output tokens</h2>
 <table><tr><th>device</th><th>USD / hour</th><th>candidate</th><th>reference</th></tr>{price_rows}</table>
 <p>USD per hour / (3600 x output tokens/s) x 10<sup>6</sup>, at the measured throughput on this machine.</p>
