@@ -20,8 +20,10 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from graders.engine.worker import JsonHandler
 
 HEALTH_PATH = "/__ailab__/health"
 MAX_BODY = 1 << 20
@@ -126,23 +128,14 @@ def converse(request: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class Handler(JsonHandler):
+    health_path = HEALTH_PATH
+    @staticmethod
+    def json_default(value: Any) -> Any:
+        return str(value)  # spans and tool results may carry any object: never refuse a reply over one
 
-    def _reply(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload, default=str).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path == HEALTH_PATH:
-            self._reply(200, {"ok": State.error is None, "error": State.error})
-        else:
-            self._reply(404, {"ok": False, "error": f"no route {self.path}"})
+    def load_error(self) -> str | None:
+        return State.error
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))

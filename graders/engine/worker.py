@@ -42,16 +42,23 @@ def describe(exc: BaseException) -> str:
     return text if len(text) < 2000 else text[:2000] + " ..."
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "ailab-worker"
-    state: dict[str, Any] = {}
-    lock = threading.Lock()
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet JSON-over-HTTP handler answering `health_path` with {"ok", "error"}: the shape every sandboxed
+    submission host speaks (this worker, graders.agents.host). Subclasses give `load_error()` and POST routes."""
+    health_path = "/health"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    @staticmethod
+    def json_default(value: Any) -> Any:
+        return _jsonable(value)
+
+    def load_error(self) -> str | None:
+        raise NotImplementedError
+
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload, default=_jsonable).encode()
+        body = json.dumps(payload, default=self.json_default).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -59,10 +66,20 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path == "/health":
-            self._reply(200, {"ok": self.state["error"] is None, "error": self.state["error"]})
+        if self.path == self.health_path:
+            error = self.load_error()
+            self._reply(200, {"ok": error is None, "error": error})
         else:
             self._reply(404, {"ok": False, "error": f"no route {self.path}"})
+
+
+class Handler(JsonHandler):
+    server_version = "ailab-worker"
+    state: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def load_error(self) -> str | None:
+        return self.state["error"]
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
