@@ -93,9 +93,9 @@ def test_named_models_and_the_gpu_profile() -> None:
 
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
 def test_no_gpu_means_no_gpu_figures_and_a_one_line_refusal_of_the_gpu_profile(tmp_path) -> None:
-    assert not gpu.available()
     with gpu.GpuMeter() as meter:
         pass
+    assert meter.handle is None  # no NVML here
     assert meter.figures(output_tokens=100, usd_per_hour=5.0, usd_per_kwh=0.15) == {}
     run = subprocess.run([sys.executable, "-m", "graders.cli", "grade", "serving", "reference", "--profile", "gpu",
                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)

@@ -8,7 +8,7 @@ The GPU is held for the whole run whether it computes or waits, so cost is price
 of the run (GPU-seconds x price per GPU-hour), not on a throughput table: a server that keeps the GPU
 idle pays for it. Energy is the board's own counter (nvmlDeviceGetTotalEnergyConsumption, mJ since the
 driver loaded) read before and after; utilisation is NVML's share of time a kernel was running, sampled.
-Without NVML (no nvidia-ml-py, no driver) `available()` is False and the grader reports none of this.
+Without NVML (no nvidia-ml-py, no driver) `figures()` is empty and the grader reports none of this.
 """
 from __future__ import annotations
 
@@ -25,10 +25,6 @@ def _nvml() -> Any | None:
         return pynvml
     except Exception:  # noqa: BLE001 - no package, no driver, no GPU: all mean "not measured"
         return None
-
-
-def available() -> bool:
-    return _nvml() is not None
 
 
 class GpuMeter:

@@ -147,7 +147,7 @@ def run_checks(w: Worker, ctx: Context, card: Scorecard, correctness: checks.Tal
     """Each functional part's (fraction, detail); a hang or crash in one costs bounded time and the rest still run.
     `correctness` collects that part's sub-checks, to which the load phase adds one (usage under load)."""
     t = ctx.lab.limits.check_s
-    max_batch, max_waiting = server_sizes(ctx.lab, ctx.lab.load_profile(ctx.profile_name))
+    max_batch, max_waiting = server_sizes(ctx.lab, ctx.profile)
     why = checks.probe(w.url, t)
     if why:
         card.errors.append(why)
@@ -178,7 +178,7 @@ def run_checks(w: Worker, ctx: Context, card: Scorecard, correctness: checks.Tal
 def plan_load(ctx: Context) -> None:
     """The run's seed, its warm-up and per-rate requests (the same for every server of the batch), and the
     engine's greedy output for each of them, computed once here in the grader's process."""
-    profile = ctx.lab.load_profile(ctx.profile_name)
+    profile = ctx.profile
     ctx.seed, source = choose_seed(profile.seed)
     ctx.seed_source = "--hidden lab.toml" if source == "lab.toml" and ctx.private_seed else source
     spec = {"seed": ctx.seed, "duration_s": profile.duration_s, "prompt_tokens": profile.prompt_tokens,
@@ -198,7 +198,7 @@ def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
     """Candidate then reference at each rate; each run is bounded by duration + client timeout. Every stream is
     verified against the engine's greedy output."""
     assert ctx.reference is not None
-    profile = ctx.lab.load_profile(ctx.profile_name)
+    profile = ctx.profile
     loads = Load(), Load()
     for w, load in ((cand, loads[0]), (ctx.reference, loads[1])):  # first-request effects are not measured
         load.warm = asyncio.run(drive(w.url, ctx.warm, profile.client_timeout_s, **remote.drive_options(w)))
@@ -216,10 +216,10 @@ def load_one_rate(url: str, ctx: Context, rate: float, load: Load, options: dict
     """One open-loop run at `rate`, verified and summarised into `load`; on a GPU profile with the GPU's measured
     seconds, energy and utilisation (graders.serving.gpu) beside the client-side figures. `options`: drive's, for
     an external reference (graders.serving.remote.drive_options)."""
-    profile = ctx.lab.load_profile(ctx.profile_name)
+    profile = ctx.profile
     checks.wait_idle(url, ctx.lab.limits.check_s, limit_s=20)
-    metered = profile.device.startswith("cuda") and gpu.available()
-    with gpu.GpuMeter() if metered else contextlib.nullcontext() as meter:
+    meter = gpu.GpuMeter() if profile.device.startswith("cuda") else None  # no NVML there: no figures
+    with meter or contextlib.nullcontext():
         results = asyncio.run(drive(url, ctx.requests[rate], profile.client_timeout_s, **(options or {})))
     verify.mark(results, ctx.greedy)
     load.results[rate] = results
@@ -265,7 +265,7 @@ def judge_outputs(card: Scorecard, ctx: Context, cand: Load, ref: Load) -> str |
 
 
 def score_load(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, why_not: str) -> None:
-    parts, profile = ctx.lab.parts, ctx.lab.load_profile(ctx.profile_name)
+    parts, profile = ctx.lab.parts, ctx.profile
     g, lat = parts["goodput"], parts["latency"]
     if cand is None or ref is None:
         card.add(g.name, 0, g.weight, f"Task {g.task}: not measured: {why_not}")
@@ -360,16 +360,15 @@ def load_metrics(load: Load, top: float) -> dict[str, float]:
 
 def finish(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | None, seconds: float) -> None:
     """The card's metrics (at the profile's top rate), environment with the seed and price table, and plot data."""
-    profile = ctx.lab.load_profile(ctx.profile_name)
+    profile = ctx.profile
     top = max(profile.rates)
     card.metrics = load_metrics(cand, top) if cand else {}
     card.reference = {"metrics": load_metrics(ref, top) if ref else {}}
     card.duration_s = seconds
     prices = ctx.lab.raw.get("prices", {})
-    price_device = prices.get("gpu_device" if profile.device.startswith("cuda") else "device")
     hidden_seed = ctx.seed_source == "--hidden lab.toml"
     card.environment = environment(profile=ctx.profile_name, rates=profile.rates, metrics_rate=top,
-                                   duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=price_device,
+                                   duration_s=profile.duration_s, slo=ctx.lab.slo, price_device=price_device(ctx.lab, profile),
                                    usd_per_hour=ctx.usd_per_hour, price_table=prices.get("usd_per_hour", {}),
                                    workload="private (--hidden)" if ctx.private else "shipped",
                                    device=profile.device, model=profile.model, dtype=profile.dtype or "default",
@@ -416,11 +415,15 @@ def prepare_reference(ctx: Context, url: str | None = None) -> None:
         raise RuntimeError(why) from None
 
 
+def price_device(lab: LabConfig, profile: LoadProfile) -> str | None:
+    """The price table's row for the device the profile runs on: [prices] gpu_device on a GPU, else device."""
+    return lab.raw.get("prices", {}).get("gpu_device" if profile.device.startswith("cuda") else "device")
+
+
 def device_price(lab: LabConfig, profile: LoadProfile) -> float:
-    """USD per device-hour of the device the profile runs on: [prices] gpu_device on a GPU, else device."""
-    prices = lab.raw.get("prices", {})
-    device = prices.get("gpu_device" if profile.device.startswith("cuda") else "device", "")
-    return float(prices.get("usd_per_hour", {}).get(device, 0.0))
+    """USD per device-hour of the device the profile runs on."""
+    table = lab.raw.get("prices", {}).get("usd_per_hour", {})
+    return float(table.get(price_device(lab, profile) or "", 0.0))
 
 
 def measure_floor(ctx: Context) -> None:
