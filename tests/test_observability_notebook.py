@@ -127,7 +127,7 @@ def test_solutions_are_the_reference_code():
         for name, dump in _definitions(path.read_text()).items():
             assert name in notebook, f"{name} of {path.name} is not in the notebook"
             assert notebook[name] == dump, (f"{name} differs between {path.name} and the notebook's solution: "
-                                            "update labs/observability/notebook_cells.py and run make_notebook.py")
+                                            "the solutions are cut from the reference: run labs/observability/make_notebook.py")
 
 
 # ---------------------------------------------------------------- the solution hosted by the grader's own host

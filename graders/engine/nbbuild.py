@@ -4,6 +4,10 @@ Each lab keeps its text in `labs/<lab>/notebook_cells.py` (CELLS: dicts with kin
 task, points; `stub(task, name)`) and its example submissions in `labs/<lab>/example_cells.py`
 (EXAMPLES: name -> {grade_id: code}); `labs/<lab>/make_notebook.py` hands both to `Builder`,
 which adds nbgrader cell metadata and fixed cell ids, so the output is byte-identical on every run.
+
+One source: a lab's solution code is not written twice. The reference modules carry `# @cell <id>` markers, and
+`reference_cells` cuts the answer cells out of them (with their BEGIN/END SOLUTION regions), so a fix to the
+reference is a fix to the notebook's solution and `make_notebook.py --check` fails until the notebook is rebuilt.
 """
 from __future__ import annotations
 
@@ -18,8 +22,23 @@ from typing import Any
 import nbformat
 
 EXCLUDE_TAG = "ailab-exclude"
+CELL_MARK = re.compile(r"^# @cell (\w+)[ \t]*\n", re.MULTILINE)
+END_MARK = re.compile(r"^# @end\b.*", re.MULTILINE | re.DOTALL)
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.DOTALL | re.MULTILINE)
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.DOTALL | re.MULTILINE)
+
+
+def reference_cells(*paths: Path) -> dict[str, str]:
+    """cell id -> code, cut from reference modules at their `# @cell <id>` markers. A cell runs to the next marker,
+    a `# @end` line or the end of the file; pieces with the same id (in one file or several) are joined in order.
+    What precedes the first marker (the module's docstring and imports, which the notebook's setup cell makes)
+    is not part of any cell."""
+    cells: dict[str, list[str]] = {}
+    for path in paths:
+        pieces = CELL_MARK.split(path.read_text(encoding="utf-8"))[1:]
+        for cell_id, body in zip(pieces[::2], pieces[1::2]):
+            cells.setdefault(cell_id, []).append(END_MARK.sub("", body).strip("\n"))
+    return {cell_id: "\n\n\n".join(parts) + "\n" for cell_id, parts in cells.items()}
 
 
 def _nbgrader(grade_id: str, *, grade: bool = False, solution: bool = False, locked: bool = False,

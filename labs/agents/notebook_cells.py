@@ -5,19 +5,19 @@ SOLUTION), "test" (points; hidden tests between BEGIN/END HIDDEN TESTS), "writte
 (tagged ailab-exclude: not part of the submission).
 
 ONE SOURCE: the setup cell and every answer cell are cut from reference_systems/agents/agent.py at its `# @cell`
-markers (`reference_cells`), so a fix to the reference is a fix to the notebook's solution; `make_notebook.py
---check` fails when the committed notebook is older than the reference. The tests run in well under a second each,
-except Task 3.2's, which runs the agent on eight public tasks against a local desk (`labkit.agents.run_local`,
-a few seconds).
+markers (graders.engine.nbbuild.reference_cells), so a fix to the reference is a fix to the notebook's solution;
+`make_notebook.py --check` fails when the committed notebook is older than the reference. The tests run in well
+under a second each, except Task 3.2's, which runs the agent on eight public tasks against a local desk
+(`labkit.agents.run_local`, a few seconds).
 '''
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from graders.engine.nbbuild import reference_cells
+
 REFERENCE = Path(__file__).resolve().parents[2] / "reference_systems" / "agents" / "agent.py"
-MARK = re.compile(r"^# @cell (\w+)\n", re.MULTILINE)
 
 
 def stub(task: str, name: str) -> str:
@@ -25,17 +25,9 @@ def stub(task: str, name: str) -> str:
     return f'# YOUR CODE HERE\nraise NotImplementedError("Task {task}: implement {name}")'
 
 
-def reference_cells(path: Path = REFERENCE) -> dict[str, str]:
-    """cell id -> code, cut from the reference agent at its `# @cell <id>` markers (the module docstring and the
-    `from __future__` line, which a notebook cell does not need, left out)."""
-    text = path.read_text(encoding="utf-8")
-    pieces = MARK.split(text)[1:]
-    cells = {pieces[i]: pieces[i + 1].strip("\n") + "\n" for i in range(0, len(pieces), 2)}
-    cells["setup"] = cells["setup"].replace("from __future__ import annotations\n\n", "", 1)
-    return cells
-
-
-CODE = reference_cells()
+CODE = reference_cells(REFERENCE)
+# the setup cell starts after the module docstring; a notebook cell does not need the `from __future__` line
+CODE["setup"] = CODE["setup"].replace("from __future__ import annotations\n\n", "", 1)
 
 INTRO = """
 # Lab: a support agent that acts on real systems

@@ -4,8 +4,9 @@ Kinds as in labs/serving/notebook_cells.py: "markdown", "setup" (locked code), "
 between BEGIN/END SOLUTION), "test" (points; hidden tests between BEGIN/END HIDDEN TESTS),
 "written" (graded by hand), "explore" (tagged ailab-exclude: not part of the submission).
 
-The solutions are the reference (reference_systems/observability/instrumentation.py and
-detectors.py); tests/test_observability_notebook.py checks they stay the same code. Grade ids
+ONE SOURCE: every answer cell is cut from the reference (reference_systems/observability/instrumentation.py and
+detectors.py) at its `# @cell` markers (graders.engine.nbbuild.reference_cells), so a fix to the reference is a fix
+to the notebook's solution; `make_notebook.py --check` fails when the committed notebook is older. Grade ids
 start with "obs_" so `ailab check` recognises this lab's notebooks. No test needs the backend:
 Task 1 runs the handler on a `FakePipeline` with a real OpenTelemetry SDK tracer and a real
 Prometheus registry, Task 2 runs detectors on a `FakeService` that builds `Telemetry` the way the
@@ -13,7 +14,13 @@ grader does; every test cell takes well under a second.
 '''
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from graders.engine.nbbuild import reference_cells
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reference_systems" / "observability"
+CODE = reference_cells(REFERENCE / "instrumentation.py", REFERENCE / "detectors.py")
 
 
 def stub(task: str, name: str) -> str:
@@ -256,38 +263,6 @@ e.g. `self.requests`, `self.duration`, `self.ok`, `self.error`.
 </details>
 """
 
-A11 = '''
-# Request latency in seconds; the SLO threshold is added so the burn-rate detector can count slow requests exactly.
-LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-RETRIEVAL_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0)
-
-
-class Metrics:
-    """The REQUIRED_METRICS of the interface, registered on `registry`."""
-
-    def __init__(self, registry: Any, config: ServiceConfig) -> None:
-        ### BEGIN SOLUTION
-        latency = tuple(sorted({*LATENCY_BUCKETS, config.slo_latency_s}))
-        self.requests = Counter("assistant_requests", "Requests answered, by outcome", ["status"], registry=registry)
-        self.duration = Histogram("assistant_request_duration_seconds", "End-to-end /ask latency",
-                                  registry=registry, buckets=latency)
-        self.retrieval = Histogram("assistant_retrieval_duration_seconds", "Retrieval call latency",
-                                   registry=registry, buckets=RETRIEVAL_BUCKETS)
-        self.ttft = Histogram("assistant_time_to_first_token_seconds", "Generation requested -> first token",
-                              registry=registry, buckets=latency)
-        self.tpot = Histogram("assistant_time_per_output_token_seconds", "Mean gap between output tokens",
-                              registry=registry, buckets=TPOT_BUCKETS)
-        self.tokens = Counter("assistant_tokens", "Tokens processed by the model", ["type"], registry=registry)
-        self.cache = Counter("assistant_retrieval_cache_requests", "Query-embedding cache lookups", ["result"],
-                             registry=registry)
-        # Resolve label children once: .labels() on every request is measurable overhead.
-        self.ok, self.error = self.requests.labels(status="ok"), self.requests.labels(status="error")
-        self.input_tokens, self.output_tokens = self.tokens.labels(type="input"), self.tokens.labels(type="output")
-        self.hit, self.miss = self.cache.labels(result="hit"), self.cache.labels(result="miss")
-        ### END SOLUTION
-'''
-
 TEST11 = """
 # Task 1.1 tests
 registry = CollectorRegistry()
@@ -367,115 +342,6 @@ small.
   `exporter.get_finished_spans()`.
 </details>
 """
-
-A12 = '''
-SKETCH_DIMS = 16
-EMBEDDING_DIM = 384
-
-
-def sketch_directions(dim: int = EMBEDDING_DIM, k: int = SKETCH_DIMS, seed: int = 20260401) -> np.ndarray:
-    """k fixed random unit vectors (rows): the same in every process, so sketches are comparable across runs."""
-    d = np.random.default_rng(seed).standard_normal((k, dim))
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
-
-
-def error_type(exc: BaseException) -> str:
-    """A low-cardinality `error.type`: the HTTP status for a backend error, else the exception's class."""
-    ### BEGIN SOLUTION
-    return str(exc.status) if isinstance(exc, UpstreamError) else type(exc).__qualname__
-    ### END SOLUTION
-
-
-def _fail(span: Any, exc: BaseException, record: bool = True) -> None:
-    """Mark `span` failed by `exc`: status ERROR and error.type (and the exception event when `record`)."""
-    ### BEGIN SOLUTION
-    if record:  # the exception event once, on the span where it happened
-        span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    span.set_attribute("error.type", error_type(exc))
-    ### END SOLUTION
-
-
-def create_handler(tracer: Any, registry: Any, config: ServiceConfig) -> Handler:
-    """The instrumented handler: same work as `plain_handler`, plus spans on `tracer` and metrics on `registry`."""
-    ### BEGIN SOLUTION
-    m = Metrics(registry, config)
-    directions = sketch_directions()
-    retrieval_name = f"retrieval {config.data_source}"
-    generation_name = f"text_completion {config.model}"
-    generation_attrs = {"gen_ai.operation.name": "text_completion", "gen_ai.provider.name": config.provider,
-                        "gen_ai.request.model": config.model, "gen_ai.request.max_tokens": config.max_tokens}
-    retrieval_attrs = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": config.data_source,
-                       "gen_ai.request.top_k": config.top_k}
-    root_attrs = {"http.request.method": "POST", "http.route": "/ask"}
-
-    def retrieve(query: str, pipeline: Pipeline) -> Any:
-        with tracer.start_as_current_span(retrieval_name, kind=SpanKind.CLIENT, attributes=retrieval_attrs,
-                                          record_exception=False, set_status_on_exception=False) as span:
-            t0 = time.perf_counter()
-            try:
-                retrieval = pipeline.retrieve(query, config.top_k)
-            except BaseException as exc:
-                _fail(span, exc)
-                raise
-            m.retrieval.observe(time.perf_counter() - t0)
-            (m.hit if retrieval.cache_hit else m.miss).inc()
-            sketch = directions @ np.asarray(retrieval.query_embedding, dtype=np.float32)
-            span.set_attributes({
-                "ailab.retrieval.cache_hit": bool(retrieval.cache_hit),
-                "ailab.retrieval.hits": len(retrieval.hits),
-                "ailab.retrieval.top_score": float(retrieval.hits[0].score) if retrieval.hits else 0.0,
-                "ailab.query.embedding_sketch": [round(float(x), 4) for x in sketch],
-            })
-            return retrieval
-
-    def generate(prompt: str, pipeline: Pipeline) -> str:
-        with tracer.start_as_current_span(generation_name, kind=SpanKind.CLIENT, attributes=generation_attrs,
-                                          record_exception=False, set_status_on_exception=False) as span:
-            try:
-                t0 = time.perf_counter()
-                generation = pipeline.generate(prompt, config.max_tokens)
-                pieces: list[str] = []
-                first = 0.0
-                for piece in generation:
-                    if not pieces:
-                        first = time.perf_counter()
-                        m.ttft.observe(first - t0)
-                    pieces.append(piece)
-                last = time.perf_counter()
-            except BaseException as exc:
-                _fail(span, exc)
-                raise
-            n_in, n_out = generation.input_tokens, generation.output_tokens
-            if n_out > 1:
-                m.tpot.observe((last - first) / (n_out - 1))
-            m.input_tokens.inc(n_in)
-            m.output_tokens.inc(n_out)
-            span.set_attributes({"gen_ai.usage.input_tokens": n_in, "gen_ai.usage.output_tokens": n_out,
-                                 "gen_ai.response.finish_reasons": [generation.finish_reason]})
-            return "".join(pieces)
-
-    def handler(query: str, pipeline: Pipeline) -> Answer:
-        t0 = time.perf_counter()
-        with tracer.start_as_current_span("POST /ask", kind=SpanKind.SERVER, attributes=root_attrs,
-                                          record_exception=False, set_status_on_exception=False) as root:
-            try:
-                retrieval = retrieve(query, pipeline)
-                text = generate(pipeline.prompt(query, retrieval.hits), pipeline)
-            except BaseException as exc:
-                _fail(root, exc, record=False)
-                root.set_attribute("http.response.status_code", 502 if isinstance(exc, UpstreamError) else 500)
-                m.error.inc()
-                m.duration.observe(time.perf_counter() - t0)
-                raise
-            root.set_attribute("http.response.status_code", 200)
-            m.ok.inc()
-            m.duration.observe(time.perf_counter() - t0)
-        return Answer(text, [h.doc_id for h in retrieval.hits[:3]])
-
-    return handler
-    ### END SOLUTION
-'''
 
 TEST12 = """
 # Task 1.2 tests: your handler on the FakePipeline, a real OpenTelemetry SDK tracer and a Prometheus registry
@@ -744,126 +610,6 @@ last held, as Prometheus' `keep_firing_for` does (`episode`).
 </details>
 """
 
-A21 = '''
-WARMUP_S = 12.0
-SKETCH_ATTR = "ailab.query.embedding_sketch"
-SCORE_ATTR = "ailab.retrieval.top_score"
-GENERATION_OPS = ("chat", "text_completion", "generate_content")
-
-
-def operation(span: SpanRecord) -> str:
-    """"retrieval", "generation" or "" from the GenAI operation name (span name as a fallback)."""
-    op = str(span.attributes.get("gen_ai.operation.name") or span.name.split(" ")[0])
-    return "retrieval" if op == "retrieval" else "generation" if op in GENERATION_OPS else ""
-
-
-class SloBurnRate:
-    """Multi-window burn rates (SRE workbook ch. 5) for an error SLO and a latency SLO.
-
-    burn = bad fraction in a window / error budget. A pair pages when both its long and its short
-    window burn faster than the factor; windows are the workbook's divided by config.time_scale."""
-
-    name = "slo_burn_rate"
-    PAIRS = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))  # (long s, short s, factor)
-    BLAME_S = 4.0                                            # spans this recent explain a page
-    KEEP_FIRING_S = 3.0                                      # a page outlives its condition by this
-    CLEAR_S = 0.2                                            # a step must be this much slower to be blamed
-
-    def __init__(self, config: ServiceConfig) -> None:
-        ### BEGIN SOLUTION
-        self.config = config
-        self.budget = 1.0 - config.slo_target
-        self.pairs = [(lo / config.time_scale, sh / config.time_scale, f) for lo, sh, f in self.PAIRS]
-        horizon = max(lo for lo, _, _ in self.pairs) + 1.0
-        self.ok, self.err = CounterDeltas(), CounterDeltas()
-        self.hist: dict[float, float] | None = None
-        self.requests, self.errors = Window(horizon), Window(horizon)
-        self.timed, self.slow = Window(horizon), Window(horizon)
-        self.base: dict[str, list[float]] = {"retrieval": [], "generation": []}
-        self.recent: deque[tuple[float, str, float, bool]] = deque(maxlen=2000)  # (end, op, duration, error)
-        # One incident, one page: the blame is fixed when a page starts, and a page outlives its condition by
-        # KEEP_FIRING_S (Prometheus' keep_firing_for) so that a flicker does not end it and start another.
-        self.episodes: dict[str, tuple[str, float, str]] = {}  # kind -> (component, last time the condition held, why)
-        ### END SOLUTION
-
-    def burning(self, bad: Window, n: Window, now: float) -> str:
-        """Which pair fires for this SLI ("" when none)."""
-        ### BEGIN SOLUTION
-        for long_s, short_s, factor in self.pairs:
-            rates = []
-            for w in (long_s, short_s):
-                count = n.sum(now, max(w, 1.0))  # a window shorter than a tick is the last tick
-                rates.append(bad.sum(now, max(w, 1.0)) / count / self.budget if count else 0.0)
-            if min(rates) > factor:
-                return f"burn {rates[0]:.0f}x over {long_s:g} s and {rates[1]:.0f}x over {max(short_s, 1.0):g} s"
-        return ""
-        ### END SOLUTION
-
-    def observe(self, telemetry: Telemetry) -> list[Alert]:
-        ### BEGIN SOLUTION
-        now, samples = telemetry.now, telemetry.metrics.get("assistant", [])
-        ok = self.ok.update(total(samples, "assistant_requests_total", status="ok"))
-        err = self.err.update(total(samples, "assistant_requests_total", status="error"))
-        counts = histogram_counts(samples, "assistant_request_duration_seconds")
-        slow, timed = fraction_above(bucket_deltas(counts, self.hist), self.config.slo_latency_s)
-        self.hist = counts
-        self.requests.add(now, ok + err)
-        self.errors.add(now, err)
-        self.timed.add(now, timed)
-        self.slow.add(now, slow)
-        for s in telemetry.spans:
-            op = operation(s)
-            if op:
-                self.recent.append((s.end, op, s.duration, s.status == "ERROR"))
-                if now < WARMUP_S and s.status != "ERROR":
-                    self.base[op].append(s.duration)
-        if now < WARMUP_S:
-            return []
-        alerts = [self.episode("error_slo_burn", self.burning(self.errors, self.requests, now), now),
-                  self.episode("latency_slo_burn", self.burning(self.slow, self.timed, now), now)]
-        return [a for a in alerts if a is not None]
-        ### END SOLUTION
-
-    def episode(self, kind: str, why: str, now: float) -> Alert | None:
-        """The alert of `kind` this tick: `why` is why it burns now ("" when not); one page per incident."""
-        ### BEGIN SOLUTION
-        held = self.episodes.get(kind)
-        if why:
-            component = held[0] if held else (self.blame_errors(now) if kind == "error_slo_burn"
-                                              else self.blame_latency(now))
-            if not component:  # burning, but the spans do not say where yet: wait a tick rather than guess
-                return None
-            self.episodes[kind] = (component, now, why)
-            return Alert(kind, component, why)
-        if held and now - held[1] <= self.KEEP_FIRING_S:
-            return Alert(kind, held[0], f"{held[2]} (resolving)")
-        self.episodes.pop(kind, None)
-        return None
-        ### END SOLUTION
-
-    def blame_errors(self, now: float) -> str:
-        """The component whose spans failed most in the last BLAME_S seconds."""
-        ### BEGIN SOLUTION
-        failed = [op for end, op, _, error in self.recent if error and end > now - self.BLAME_S]
-        return "retriever" if failed.count("retrieval") > failed.count("generation") else "generator"
-        ### END SOLUTION
-
-    def blame_latency(self, now: float) -> str:
-        """The component whose recent spans got slower than their warm-up baseline by the most."""
-        ### BEGIN SOLUTION
-        increase = {}
-        for op in ("retrieval", "generation"):
-            recent = [d for end, o, d, error in self.recent if o == op and not error and end > now - self.BLAME_S]
-            base = float(np.mean(self.base[op])) if self.base[op] else 0.0
-            increase[op] = (float(np.mean(recent)) - base) if recent else 0.0
-        (slower, most), (_, other) = sorted(increase.items(), key=lambda kv: -kv[1])
-        # A busy machine slows everything a little; a fault slows one step a lot. Undecided -> "".
-        if most < self.CLEAR_S or most < 2 * max(other, 0.0):
-            return ""
-        return "retriever" if slower == "retrieval" else "generator"
-        ### END SOLUTION
-'''
-
 TEST21 = """
 # Task 2.1 tests
 EMPTY = Telemetry(0.0, [], {"assistant": [], "backend": []})  # a scrape that failed, during the warm-up
@@ -903,39 +649,6 @@ detectors of Tasks 2.3 and 2.4 read them.
 - Wait for enough data: at least ~30 reference queries and half a window of recent ones.
 </details>
 """
-
-A22 = '''
-class QueryDrift:
-    """KS test per sketch dimension, warm-up sample vs the last `window` queries, Bonferroni-corrected."""
-
-    name = "query_drift"
-
-    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
-        ### BEGIN SOLUTION
-        self.alpha, self.window = alpha, window
-        self.reference: list[list[float]] = []
-        self.recent: deque[list[float]] = deque(maxlen=window)
-        self.p = 1.0
-        self.firing = False
-        ### END SOLUTION
-
-    def observe(self, telemetry: Telemetry) -> list[Alert]:
-        ### BEGIN SOLUTION
-        for s in telemetry.spans:
-            sketch = s.attributes.get(SKETCH_ATTR)
-            if sketch:
-                (self.reference if telemetry.now < WARMUP_S else self.recent).append(list(sketch))
-        self.firing = False
-        if telemetry.now < WARMUP_S or len(self.reference) < 30 or len(self.recent) < self.window // 2:
-            return []
-        ref, cur = np.asarray(self.reference), np.asarray(self.recent)
-        dims = min(ref.shape[1], cur.shape[1])
-        pvalues = [ks_2samp(ref[:, j], cur[:, j]).pvalue for j in range(dims)]
-        self.p = min(1.0, float(min(pvalues)) * dims)
-        self.firing = self.p < self.alpha
-        return [Alert("query_drift", "traffic", f"KS p={self.p:.1e} (Bonferroni over {dims} dims)")] if self.firing else []
-        ### END SOLUTION
-'''
 
 TEST22 = """
 # Task 2.2 tests
@@ -978,43 +691,6 @@ firing (new questions are not the index's fault).
 </details>
 """
 
-A23 = '''
-class RetrievalQuality:
-    """Top-hit score of each repeated query against the best score that query got before.
-
-    Retrieval is deterministic, so on a healthy index the difference is 0; a shrinking index can only
-    lose the best documents. Pages when many of the last `window` repeats lost score."""
-
-    name = "retrieval_quality"
-
-    def __init__(self, drift: QueryDrift | None = None, window: int = 12, drop: float = 0.01,
-                 min_fraction: float = 0.3) -> None:
-        ### BEGIN SOLUTION
-        self.drift, self.drop, self.min_fraction, self.window = drift, drop, min_fraction, window
-        self.best: dict[tuple[float, ...], float] = {}
-        self.deltas: deque[float] = deque(maxlen=window)
-        ### END SOLUTION
-
-    def observe(self, telemetry: Telemetry) -> list[Alert]:
-        ### BEGIN SOLUTION
-        for s in sorted(telemetry.spans, key=lambda s: s.end):
-            sketch, score = s.attributes.get(SKETCH_ATTR), s.attributes.get(SCORE_ATTR)
-            if not sketch or score is None:
-                continue
-            key = tuple(round(float(x), 3) for x in sketch)
-            if key in self.best:
-                self.deltas.append(float(score) - self.best[key])
-            self.best[key] = max(float(score), self.best.get(key, -math.inf))
-        if telemetry.now < WARMUP_S or len(self.deltas) < self.window // 2:
-            return []
-        lost = sum(d < -self.drop for d in self.deltas) / len(self.deltas)
-        if lost >= self.min_fraction and not (self.drift and self.drift.firing):
-            return [Alert("retrieval_quality_drop", "index",
-                          f"{lost:.0%} of repeated queries lost top-hit score (mean {np.mean(self.deltas):+.3f})")]
-        return []
-        ### END SOLUTION
-'''
-
 TEST23 = """
 # Task 2.3 tests
 assert RetrievalQuality().observe(Telemetry(0.0, [], {"assistant": [], "backend": []})) == []
@@ -1052,77 +728,6 @@ T24 = """
   25 MB/s leak within ~3 s and not the noise.
 </details>
 """
-
-A24 = '''
-class CacheEfficiency:
-    """Embedding-cache hit ratio over the last >= `lookups` lookups, against the warm-up ratio."""
-
-    name = "cache_efficiency"
-
-    def __init__(self, drift: QueryDrift | None = None, lookups: int = 12, floor: float = 0.1,
-                 min_baseline: float = 0.3) -> None:
-        ### BEGIN SOLUTION
-        self.drift, self.lookups, self.floor, self.min_baseline = drift, lookups, floor, min_baseline
-        self.hit, self.miss = CounterDeltas(), CounterDeltas()
-        self.ticks: deque[tuple[float, float]] = deque(maxlen=60)  # (hits, misses) per tick
-        self.base_hits = self.base_all = 0.0
-        ### END SOLUTION
-
-    def observe(self, telemetry: Telemetry) -> list[Alert]:
-        ### BEGIN SOLUTION
-        samples = telemetry.metrics.get("assistant", [])
-        h = self.hit.update(total(samples, "assistant_retrieval_cache_requests_total", result="hit"))
-        m = self.miss.update(total(samples, "assistant_retrieval_cache_requests_total", result="miss"))
-        self.ticks.append((h, m))
-        if telemetry.now < WARMUP_S:
-            self.base_hits, self.base_all = self.base_hits + h, self.base_all + h + m
-            return []
-        hits = seen = 0.0
-        for h, m in reversed(self.ticks):
-            hits, seen = hits + h, seen + h + m
-            if seen >= self.lookups:
-                break
-        base = self.base_hits / self.base_all if self.base_all else 0.0
-        if seen >= self.lookups and base >= self.min_baseline and hits / seen < self.floor \\
-                and not (self.drift and self.drift.p < 1e-2):
-            return [Alert("cache_hit_ratio_drop", "cache", f"hit ratio {hits / seen:.2f} over {seen:.0f} lookups "
-                                                           f"(warm-up {base:.2f})")]
-        return []
-        ### END SOLUTION
-
-
-class ResourceTrend:
-    """Least-squares slope of the backend's resident memory over the last `points` scrapes.
-
-    RSS jumps by +-10 MB between scrapes on a busy backend, so one jump is not a trend: the slope must
-    be steep and most steps (and the median step) must be real increases. Right after the warm-up a
-    healthy backend still grew by 10.5 MB/s (a false page at 10 MB/s), so the bar is 15 MB/s: the
-    leak fault's 25 MB/s clears it."""
-
-    name = "resource_trend"
-
-    def __init__(self, points: int = 5, bytes_per_s: float = 15e6) -> None:
-        ### BEGIN SOLUTION
-        self.bytes_per_s, self.points = bytes_per_s, points
-        self.rss: deque[tuple[float, float]] = deque(maxlen=points)
-        ### END SOLUTION
-
-    def observe(self, telemetry: Telemetry) -> list[Alert]:
-        ### BEGIN SOLUTION
-        rss = total(telemetry.metrics.get("backend", []), "process_resident_memory_bytes")
-        if rss <= 0:
-            return []
-        self.rss.append((telemetry.now, rss))
-        if telemetry.now < WARMUP_S or len(self.rss) < self.points:
-            return []
-        steps = np.diff([v for _, v in self.rss])
-        rate = slope(self.rss)
-        if rate > self.bytes_per_s and (steps > 0.2 * self.bytes_per_s).sum() >= len(steps) - 1 \\
-                and np.median(steps) > 0.4 * self.bytes_per_s:
-            return [Alert("memory_growth", "memory", f"backend RSS +{rate / 1e6:.1f} MB/s")]
-        return []
-        ### END SOLUTION
-'''
 
 TEST24 = """
 # Task 2.4 tests
@@ -1162,18 +767,6 @@ page in its window blames, and pages starting on the same tick must all blame th
   begin as soon as 7 s after the previous one ended.
 </details>
 """
-
-A25 = '''
-def create_detectors(config: ServiceConfig) -> list[Detector]:
-    """Drift runs first each tick: the cache and retrieval-quality detectors defer to it (a new topic
-    misses the cache and changes scores without anything being broken)."""
-    ### BEGIN SOLUTION
-    drift = QueryDrift()
-    detectors: list[Any] = [drift, SloBurnRate(config), RetrievalQuality(drift), CacheEfficiency(drift),
-                            ResourceTrend()]
-    return detectors
-    ### END SOLUTION
-'''
 
 TEST25 = """
 # Task 2.5 tests
@@ -1270,29 +863,29 @@ CELLS: list[dict[str, Any]] = [
     {"kind": "setup", "id": "obs_setup", "source": SETUP},
     {"kind": "setup", "id": "obs_test_helpers_1", "source": TEST_HELPERS_1},
     {"kind": "markdown", "id": "obs_task_1_1_text", "source": T11},
-    {"kind": "answer", "id": "obs_task_1_1_metrics", "source": A11, "task": "1.1", "name": "Metrics"},
+    {"kind": "answer", "id": "obs_task_1_1_metrics", "source": CODE["obs_task_1_1_metrics"], "task": "1.1", "name": "Metrics"},
     {"kind": "test", "id": "obs_test_1_1_metrics", "source": TEST11, "task": "1.1", "points": 9},
     {"kind": "markdown", "id": "obs_task_1_2_text", "source": T12},
-    {"kind": "answer", "id": "obs_task_1_2_handler", "source": A12, "task": "1.2", "name": "create_handler"},
+    {"kind": "answer", "id": "obs_task_1_2_handler", "source": CODE["obs_task_1_2_handler"], "task": "1.2", "name": "create_handler"},
     {"kind": "test", "id": "obs_test_1_2_handler", "source": TEST12, "task": "1.2", "points": 21},
     {"kind": "explore", "id": "obs_explore_1_trace", "source": EXPLORE1},
     {"kind": "markdown", "id": "obs_task_2_text", "source": T2},
     {"kind": "setup", "id": "obs_test_helpers_2", "source": TEST_HELPERS_2},
     {"kind": "markdown", "id": "obs_task_2_1_text", "source": T21},
-    {"kind": "answer", "id": "obs_task_2_1_slo", "source": A21, "task": "2.1", "name": "SloBurnRate"},
+    {"kind": "answer", "id": "obs_task_2_1_slo", "source": CODE["obs_task_2_1_slo"], "task": "2.1", "name": "SloBurnRate"},
     {"kind": "test", "id": "obs_test_2_1_slo", "source": TEST21, "task": "2.1", "points": 20},
     {"kind": "markdown", "id": "obs_task_2_2_text", "source": T22},
-    {"kind": "answer", "id": "obs_task_2_2_drift", "source": A22, "task": "2.2", "name": "QueryDrift"},
+    {"kind": "answer", "id": "obs_task_2_2_drift", "source": CODE["obs_task_2_2_drift"], "task": "2.2", "name": "QueryDrift"},
     {"kind": "test", "id": "obs_test_2_2_drift", "source": TEST22, "task": "2.2", "points": 12},
     {"kind": "markdown", "id": "obs_task_2_3_text", "source": T23},
-    {"kind": "answer", "id": "obs_task_2_3_retrieval", "source": A23, "task": "2.3", "name": "RetrievalQuality"},
+    {"kind": "answer", "id": "obs_task_2_3_retrieval", "source": CODE["obs_task_2_3_retrieval"], "task": "2.3", "name": "RetrievalQuality"},
     {"kind": "test", "id": "obs_test_2_3_retrieval", "source": TEST23, "task": "2.3", "points": 12},
     {"kind": "markdown", "id": "obs_task_2_4_text", "source": T24},
-    {"kind": "answer", "id": "obs_task_2_4_resources", "source": A24, "task": "2.4",
+    {"kind": "answer", "id": "obs_task_2_4_resources", "source": CODE["obs_task_2_4_resources"], "task": "2.4",
      "name": "CacheEfficiency and ResourceTrend"},
     {"kind": "test", "id": "obs_test_2_4_resources", "source": TEST24, "task": "2.4", "points": 13},
     {"kind": "markdown", "id": "obs_task_2_5_text", "source": T25},
-    {"kind": "answer", "id": "obs_task_2_5_detectors", "source": A25, "task": "2.5", "name": "create_detectors"},
+    {"kind": "answer", "id": "obs_task_2_5_detectors", "source": CODE["obs_task_2_5_detectors"], "task": "2.5", "name": "create_detectors"},
     {"kind": "test", "id": "obs_test_2_5_detectors", "source": TEST25, "task": "2.5", "points": 13},
     {"kind": "explore", "id": "obs_explore_2_scenario", "source": EXPLORE2},
     {"kind": "markdown", "id": "obs_task_3_1_text", "source": T31},

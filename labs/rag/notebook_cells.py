@@ -7,10 +7,23 @@ grader's notebook→module extractor drops: tagged ailab-exclude).
 
 The tests run on small inline data (a dozen help-centre articles) so the whole notebook's tests
 take seconds; the dev-data explorations live in "explore" cells.
+
+ONE SOURCE where the reference has the notebook's contract: the answer cells of Tasks 1.1 (`chunk`), 2.1/2.2
+(`DenseIndex`, with its given `as_matrix`), 3.2 (`reciprocal_rank_fusion`) and 4.1 (`expand_query`) are cut from
+reference_systems/rag/{chunking,dense,fusion,expansion}.py at their `# @cell` markers
+(graders.engine.nbbuild.reference_cells). `tokenize` (3.1), `Retriever` (5.1) and `answer` (6.1) are written here:
+the reference's counterparts are a different design (its own stemming BM25, score fusion with RM3, the reference
+encoder), not the notebook's contract.
 '''
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from graders.engine.nbbuild import reference_cells
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reference_systems" / "rag"
+CODE = reference_cells(*(REFERENCE / f"{name}.py" for name in ("chunking", "dense", "fusion", "expansion")))
 
 
 def stub(task: str, name: str) -> str:
@@ -54,6 +67,7 @@ Helpers you may use: `labkit.embeddings.embed(texts)` / `embed_one(text)` (all-M
 SETUP = """
 # Setup (locked): the libraries this lab uses. Run this cell first.
 import re
+import threading
 import time
 from collections import defaultdict
 from typing import Sequence
@@ -104,22 +118,6 @@ spaces. Empty text has no chunks.
   the previous one adds an embedding and nothing else.
 - Why overlap at all? A sentence cut in half by a window boundary is still whole in one window.
 </details>
-"""
-
-A11 = """
-def chunk(text: str, max_words: int = 120, overlap: int = 20) -> list[str]:
-    \"\"\"Windows of at most `max_words` words; consecutive windows share `overlap` words.\"\"\"
-    ### BEGIN SOLUTION
-    if max_words < 1 or not 0 <= overlap < max_words:
-        raise ValueError(f"need max_words >= 1 and 0 <= overlap < max_words, got {max_words=}, {overlap=}")
-    words = text.split()
-    chunks: list[str] = []
-    for start in range(0, len(words), max_words - overlap):
-        chunks.append(" ".join(words[start : start + max_words]))
-        if start + max_words >= len(words):
-            break
-    return chunks
-    ### END SOLUTION
 """
 
 TEST11 = """
@@ -175,40 +173,6 @@ similarities, best first.
 - Never judge an ANN index on random Gaussian vectors: they have no structure, so recall looks
   terrible. Real embeddings (or low-rank data, as in the tests) behave like production.
 </details>
-"""
-
-A2 = """
-class DenseIndex:
-    \"\"\"Inner-product search over L2-normalised float32 vectors: exact ("flat") or approximate ("hnsw").\"\"\"
-
-    def __init__(self, dim: int, kind: str = "flat", m: int = 32, ef_search: int = 64) -> None:
-        ### BEGIN SOLUTION
-        if kind == "flat":
-            self.index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efConstruction = 80
-            self.index.hnsw.efSearch = ef_search
-        else:
-            raise ValueError(f"kind must be 'flat' or 'hnsw', got {kind!r}")
-        self.dim, self.kind = dim, kind
-        ### END SOLUTION
-
-    def add(self, vectors: np.ndarray) -> None:
-        ### BEGIN SOLUTION
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
-        self.index.add(vectors)
-        ### END SOLUTION
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        \"\"\"(scores, row_ids), each of shape (n_queries, k), best first.\"\"\"
-        ### BEGIN SOLUTION
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        scores, ids = self.index.search(queries, k)
-        return scores, ids
-        ### END SOLUTION
 """
 
 TEST21 = """
@@ -337,18 +301,6 @@ doc ids, best first; a document's fused score is the sum over the rankings it ap
 </details>
 """
 
-A32 = """
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
-    \"\"\"Fuse rankings (doc ids, best first): score(d) = sum over rankings of 1 / (k + rank), rank from 1.\"\"\"
-    ### BEGIN SOLUTION
-    scores: dict[str, float] = defaultdict(float)
-    for ranking in rankings:
-        for rank, doc_id in enumerate(ranking, start=1):
-            scores[doc_id] += 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    ### END SOLUTION
-"""
-
 TEST32 = """
 # Task 3.2 tests
 fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "a", "d"]], k=60)
@@ -381,19 +333,6 @@ vector of the same shape as `q`. The feedback vectors are the top few results of
 - PRF helps when the first results are mostly right and hurts when they are not (query drift):
   keep `beta` moderate and the feedback set small.
 </details>
-"""
-
-A41 = """
-def expand_query(query_vec: np.ndarray, feedback_vecs: np.ndarray, alpha: float = 1.0, beta: float = 0.5) -> np.ndarray:
-    \"\"\"Rocchio: alpha * q + beta * mean(feedback), normalised to unit length.\"\"\"
-    ### BEGIN SOLUTION
-    q = alpha * np.asarray(query_vec, dtype=np.float32)
-    feedback = np.asarray(feedback_vecs, dtype=np.float32).reshape(-1, q.shape[-1])
-    if len(feedback):
-        q = q + beta * feedback.mean(axis=0)
-    norm = float(np.linalg.norm(q))
-    return q / norm if norm > 0 else q
-    ### END SOLUTION
 """
 
 TEST41 = """
@@ -646,11 +585,11 @@ CELLS: list[dict[str, Any]] = [
     {"kind": "setup", "id": "setup", "source": SETUP},
     {"kind": "setup", "id": "test_data", "source": TEST_DATA},
     {"kind": "markdown", "id": "task_1_1_text", "source": T11},
-    {"kind": "answer", "id": "task_1_1_chunk", "source": A11, "task": "1.1", "name": "chunk"},
+    {"kind": "answer", "id": "task_1_1_chunk", "source": CODE["task_1_1_chunk"], "task": "1.1", "name": "chunk"},
     {"kind": "test", "id": "test_1_1_chunk", "source": TEST11, "task": "1.1", "points": 6},
     {"kind": "markdown", "id": "task_2_1_text", "source": T21},
     {"kind": "markdown", "id": "task_2_2_text", "source": T22},
-    {"kind": "answer", "id": "task_2_dense_index", "source": A2, "task": "2.1/2.2", "name": "DenseIndex"},
+    {"kind": "answer", "id": "task_2_dense_index", "source": CODE["task_2_dense_index"], "task": "2.1/2.2", "name": "DenseIndex"},
     {"kind": "test", "id": "test_2_1_flat", "source": TEST21, "task": "2.1", "points": 5},
     {"kind": "test", "id": "test_2_2_hnsw", "source": TEST22, "task": "2.2", "points": 5},
     {"kind": "explore", "id": "explore_2_2_ef_search", "source": EXPLORE2},
@@ -658,10 +597,10 @@ CELLS: list[dict[str, Any]] = [
     {"kind": "answer", "id": "task_3_1_tokenize", "source": A31, "task": "3.1", "name": "tokenize"},
     {"kind": "test", "id": "test_3_1_tokenize", "source": TEST31, "task": "3.1", "points": 4},
     {"kind": "markdown", "id": "task_3_2_text", "source": T32},
-    {"kind": "answer", "id": "task_3_2_rrf", "source": A32, "task": "3.2", "name": "reciprocal_rank_fusion"},
+    {"kind": "answer", "id": "task_3_2_rrf", "source": CODE["task_3_2_rrf"], "task": "3.2", "name": "reciprocal_rank_fusion"},
     {"kind": "test", "id": "test_3_2_rrf", "source": TEST32, "task": "3.2", "points": 4},
     {"kind": "markdown", "id": "task_4_1_text", "source": T41},
-    {"kind": "answer", "id": "task_4_1_expand_query", "source": A41, "task": "4.1", "name": "expand_query"},
+    {"kind": "answer", "id": "task_4_1_expand_query", "source": CODE["task_4_1_expand_query"], "task": "4.1", "name": "expand_query"},
     {"kind": "test", "id": "test_4_1_expand_query", "source": TEST41, "task": "4.1", "points": 6},
     {"kind": "markdown", "id": "task_5_1_text", "source": T51},
     {"kind": "answer", "id": "task_5_1_retriever", "source": A51, "task": "5.1", "name": "Retriever"},

@@ -6,10 +6,21 @@ between BEGIN/END SOLUTION), "test" (points; hidden tests between BEGIN/END HIDD
 
 The tests drive the real engine (tiny GPT-2, one torch thread) with a handful of tokens and talk
 to the app through FastAPI's in-process TestClient, so every test cell takes about a second.
+
+ONE SOURCE where the reference has the notebook's contract: Task 1.1's `sse` is cut from
+reference_systems/serving/openai_api.py at its `# @cell` marker (graders.engine.nbbuild.reference_cells). The
+other solutions are written here: the notebook's builders (`chunk`, `usage_chunk`, `response`), `Scheduler`/`Job`
+and `create_app` are a smaller API than the reference's `Shaper`, `Scheduler`/`Handle` (server timing, step hooks)
+and server (CUDA, metrics of its own), chosen so that each task fits a notebook cell.
 '''
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from graders.engine.nbbuild import reference_cells
+
+CODE = reference_cells(Path(__file__).resolve().parents[2] / "reference_systems" / "serving" / "openai_api.py")
 
 
 def stub(task: str, name: str) -> str:
@@ -127,15 +138,6 @@ becomes `data: <compact JSON>\\n\\n`; a string (the end marker `"[DONE]"`) is se
   token, so every byte counts at thousands of tokens per second.
 - The blank line (`\\n\\n`) is what ends an event; a client that reads `\\n` only waits forever.
 </details>
-"""
-
-A11 = """
-def sse(obj: dict | str) -> bytes:
-    \"\"\"One server-sent event: `data: {json}` or `data: [DONE]`, then a blank line.\"\"\"
-    ### BEGIN SOLUTION
-    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
-    return f"data: {data}\\n\\n".encode()
-    ### END SOLUTION
 """
 
 TEST11 = """
@@ -840,7 +842,7 @@ CELLS: list[dict[str, Any]] = [
     {"kind": "setup", "id": "setup", "source": SETUP},
     {"kind": "setup", "id": "test_helpers", "source": TEST_HELPERS},
     {"kind": "markdown", "id": "task_1_1_text", "source": T11},
-    {"kind": "answer", "id": "task_1_1_sse", "source": A11, "task": "1.1", "name": "sse"},
+    {"kind": "answer", "id": "task_1_1_sse", "source": CODE["task_1_1_sse"], "task": "1.1", "name": "sse"},
     {"kind": "test", "id": "test_1_1_sse", "source": TEST11, "task": "1.1", "points": 15},
     {"kind": "markdown", "id": "task_1_2_text", "source": T12},
     {"kind": "answer", "id": "task_1_2_shapes", "source": A12, "task": "1.2", "name": "the response builders"},

@@ -28,6 +28,8 @@ from scipy.stats import ks_2samp
 from graders.observability.interface import Alert, Detector, ServiceConfig, SpanRecord, Telemetry
 from labkit.telemetry import CounterDeltas, Window, bucket_deltas, fraction_above, histogram_counts, slope, total
 
+
+# @cell obs_task_2_1_slo
 WARMUP_S = 12.0
 SKETCH_ATTR = "ailab.query.embedding_sketch"
 SCORE_ATTR = "ailab.retrieval.top_score"
@@ -49,10 +51,11 @@ class SloBurnRate:
     name = "slo_burn_rate"
     PAIRS = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))  # (long s, short s, factor)
     BLAME_S = 4.0                                            # spans this recent explain a page
-    KEEP_FIRING_S = 3.0
+    KEEP_FIRING_S = 3.0                                      # a page outlives its condition by this
     CLEAR_S = 0.2                                            # a step must be this much slower to be blamed
 
     def __init__(self, config: ServiceConfig) -> None:
+        ### BEGIN SOLUTION
         self.config = config
         self.budget = 1.0 - config.slo_target
         self.pairs = [(lo / config.time_scale, sh / config.time_scale, f) for lo, sh, f in self.PAIRS]
@@ -66,9 +69,11 @@ class SloBurnRate:
         # One incident, one page: the blame is fixed when a page starts, and a page outlives its condition by
         # KEEP_FIRING_S (Prometheus' keep_firing_for) so that a flicker does not end it and start another.
         self.episodes: dict[str, tuple[str, float, str]] = {}  # kind -> (component, last time the condition held, why)
+        ### END SOLUTION
 
     def burning(self, bad: Window, n: Window, now: float) -> str:
         """Which pair fires for this SLI ("" when none)."""
+        ### BEGIN SOLUTION
         for long_s, short_s, factor in self.pairs:
             rates = []
             for w in (long_s, short_s):
@@ -77,8 +82,10 @@ class SloBurnRate:
             if min(rates) > factor:
                 return f"burn {rates[0]:.0f}x over {long_s:g} s and {rates[1]:.0f}x over {max(short_s, 1.0):g} s"
         return ""
+        ### END SOLUTION
 
     def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
         now, samples = telemetry.now, telemetry.metrics.get("assistant", [])
         ok = self.ok.update(total(samples, "assistant_requests_total", status="ok"))
         err = self.err.update(total(samples, "assistant_requests_total", status="error"))
@@ -100,8 +107,11 @@ class SloBurnRate:
         alerts = [self.episode("error_slo_burn", self.burning(self.errors, self.requests, now), now),
                   self.episode("latency_slo_burn", self.burning(self.slow, self.timed, now), now)]
         return [a for a in alerts if a is not None]
+        ### END SOLUTION
 
     def episode(self, kind: str, why: str, now: float) -> Alert | None:
+        """The alert of `kind` this tick: `why` is why it burns now ("" when not); one page per incident."""
+        ### BEGIN SOLUTION
         held = self.episodes.get(kind)
         if why:
             component = held[0] if held else (self.blame_errors(now) if kind == "error_slo_burn"
@@ -114,12 +124,18 @@ class SloBurnRate:
             return Alert(kind, held[0], f"{held[2]} (resolving)")
         self.episodes.pop(kind, None)
         return None
+        ### END SOLUTION
 
     def blame_errors(self, now: float) -> str:
+        """The component whose spans failed most in the last BLAME_S seconds."""
+        ### BEGIN SOLUTION
         failed = [op for end, op, _, error in self.recent if error and end > now - self.BLAME_S]
         return "retriever" if failed.count("retrieval") > failed.count("generation") else "generator"
+        ### END SOLUTION
 
     def blame_latency(self, now: float) -> str:
+        """The component whose recent spans got slower than their warm-up baseline by the most."""
+        ### BEGIN SOLUTION
         increase = {}
         for op in ("retrieval", "generation"):
             recent = [d for end, o, d, error in self.recent if o == op and not error and end > now - self.BLAME_S]
@@ -130,21 +146,26 @@ class SloBurnRate:
         if most < self.CLEAR_S or most < 2 * max(other, 0.0):
             return ""
         return "retriever" if slower == "retrieval" else "generator"
+        ### END SOLUTION
 
 
+# @cell obs_task_2_2_drift
 class QueryDrift:
     """KS test per sketch dimension, warm-up sample vs the last `window` queries, Bonferroni-corrected."""
 
     name = "query_drift"
 
     def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
+        ### BEGIN SOLUTION
         self.alpha, self.window = alpha, window
         self.reference: list[list[float]] = []
         self.recent: deque[list[float]] = deque(maxlen=window)
         self.p = 1.0
         self.firing = False
+        ### END SOLUTION
 
     def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
         for s in telemetry.spans:
             sketch = s.attributes.get(SKETCH_ATTR)
             if sketch:
@@ -158,8 +179,10 @@ class QueryDrift:
         self.p = min(1.0, float(min(pvalues)) * dims)
         self.firing = self.p < self.alpha
         return [Alert("query_drift", "traffic", f"KS p={self.p:.1e} (Bonferroni over {dims} dims)")] if self.firing else []
+        ### END SOLUTION
 
 
+# @cell obs_task_2_3_retrieval
 class RetrievalQuality:
     """Top-hit score of each repeated query against the best score that query got before.
 
@@ -170,11 +193,14 @@ class RetrievalQuality:
 
     def __init__(self, drift: QueryDrift | None = None, window: int = 12, drop: float = 0.01,
                  min_fraction: float = 0.3) -> None:
+        ### BEGIN SOLUTION
         self.drift, self.drop, self.min_fraction, self.window = drift, drop, min_fraction, window
         self.best: dict[tuple[float, ...], float] = {}
         self.deltas: deque[float] = deque(maxlen=window)
+        ### END SOLUTION
 
     def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
         for s in sorted(telemetry.spans, key=lambda s: s.end):
             sketch, score = s.attributes.get(SKETCH_ATTR), s.attributes.get(SCORE_ATTR)
             if not sketch or score is None:
@@ -190,8 +216,10 @@ class RetrievalQuality:
             return [Alert("retrieval_quality_drop", "index",
                           f"{lost:.0%} of repeated queries lost top-hit score (mean {np.mean(self.deltas):+.3f})")]
         return []
+        ### END SOLUTION
 
 
+# @cell obs_task_2_4_resources
 class CacheEfficiency:
     """Embedding-cache hit ratio over the last >= `lookups` lookups, against the warm-up ratio."""
 
@@ -199,12 +227,15 @@ class CacheEfficiency:
 
     def __init__(self, drift: QueryDrift | None = None, lookups: int = 12, floor: float = 0.1,
                  min_baseline: float = 0.3) -> None:
+        ### BEGIN SOLUTION
         self.drift, self.lookups, self.floor, self.min_baseline = drift, lookups, floor, min_baseline
         self.hit, self.miss = CounterDeltas(), CounterDeltas()
         self.ticks: deque[tuple[float, float]] = deque(maxlen=60)  # (hits, misses) per tick
         self.base_hits = self.base_all = 0.0
+        ### END SOLUTION
 
     def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
         samples = telemetry.metrics.get("assistant", [])
         h = self.hit.update(total(samples, "assistant_retrieval_cache_requests_total", result="hit"))
         m = self.miss.update(total(samples, "assistant_retrieval_cache_requests_total", result="miss"))
@@ -223,6 +254,7 @@ class CacheEfficiency:
             return [Alert("cache_hit_ratio_drop", "cache", f"hit ratio {hits / seen:.2f} over {seen:.0f} lookups "
                                                            f"(warm-up {base:.2f})")]
         return []
+        ### END SOLUTION
 
 
 class ResourceTrend:
@@ -236,10 +268,13 @@ class ResourceTrend:
     name = "resource_trend"
 
     def __init__(self, points: int = 5, bytes_per_s: float = 15e6) -> None:
+        ### BEGIN SOLUTION
         self.bytes_per_s, self.points = bytes_per_s, points
         self.rss: deque[tuple[float, float]] = deque(maxlen=points)
+        ### END SOLUTION
 
     def observe(self, telemetry: Telemetry) -> list[Alert]:
+        ### BEGIN SOLUTION
         rss = total(telemetry.metrics.get("backend", []), "process_resident_memory_bytes")
         if rss <= 0:
             return []
@@ -252,12 +287,16 @@ class ResourceTrend:
                 and np.median(steps) > 0.4 * self.bytes_per_s:
             return [Alert("memory_growth", "memory", f"backend RSS +{rate / 1e6:.1f} MB/s")]
         return []
+        ### END SOLUTION
 
 
+# @cell obs_task_2_5_detectors
 def create_detectors(config: ServiceConfig) -> list[Detector]:
     """Drift runs first each tick: the cache and retrieval-quality detectors defer to it (a new topic
     misses the cache and changes scores without anything being broken)."""
+    ### BEGIN SOLUTION
     drift = QueryDrift()
     detectors: list[Any] = [drift, SloBurnRate(config), RetrievalQuality(drift), CacheEfficiency(drift),
                             ResourceTrend()]
     return detectors
+    ### END SOLUTION

@@ -26,36 +26,19 @@ from prometheus_client import Counter, Histogram
 
 from graders.observability.interface import Answer, Handler, Pipeline, ServiceConfig, UpstreamError
 
-SKETCH_DIMS = 16
-EMBEDDING_DIM = 384
+
+# @cell obs_task_1_1_metrics
 # Request latency in seconds; the SLO threshold is added so the burn-rate detector can count slow requests exactly.
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 RETRIEVAL_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0)
 
 
-def sketch_directions(dim: int = EMBEDDING_DIM, k: int = SKETCH_DIMS, seed: int = 20260401) -> np.ndarray:
-    """k fixed random unit vectors (rows): the same in every process, so sketches are comparable across runs."""
-    d = np.random.default_rng(seed).standard_normal((k, dim))
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
-
-
-def error_type(exc: BaseException) -> str:
-    """A low-cardinality `error.type`: the HTTP status for a backend error, else the exception's class."""
-    return str(exc.status) if isinstance(exc, UpstreamError) else type(exc).__qualname__
-
-
-def _fail(span: Any, exc: BaseException, record: bool = True) -> None:
-    if record:  # the exception event once, on the span where it happened
-        span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    span.set_attribute("error.type", error_type(exc))
-
-
 class Metrics:
-    """The REQUIRED_METRICS of the interface, registered on the host's registry."""
+    """The REQUIRED_METRICS of the interface, registered on `registry`."""
 
     def __init__(self, registry: Any, config: ServiceConfig) -> None:
+        ### BEGIN SOLUTION
         latency = tuple(sorted({*LATENCY_BUCKETS, config.slo_latency_s}))
         self.requests = Counter("assistant_requests", "Requests answered, by outcome", ["status"], registry=registry)
         self.duration = Histogram("assistant_request_duration_seconds", "End-to-end /ask latency",
@@ -73,10 +56,40 @@ class Metrics:
         self.ok, self.error = self.requests.labels(status="ok"), self.requests.labels(status="error")
         self.input_tokens, self.output_tokens = self.tokens.labels(type="input"), self.tokens.labels(type="output")
         self.hit, self.miss = self.cache.labels(result="hit"), self.cache.labels(result="miss")
+        ### END SOLUTION
+
+
+# @cell obs_task_1_2_handler
+SKETCH_DIMS = 16
+EMBEDDING_DIM = 384
+
+
+def sketch_directions(dim: int = EMBEDDING_DIM, k: int = SKETCH_DIMS, seed: int = 20260401) -> np.ndarray:
+    """k fixed random unit vectors (rows): the same in every process, so sketches are comparable across runs."""
+    d = np.random.default_rng(seed).standard_normal((k, dim))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def error_type(exc: BaseException) -> str:
+    """A low-cardinality `error.type`: the HTTP status for a backend error, else the exception's class."""
+    ### BEGIN SOLUTION
+    return str(exc.status) if isinstance(exc, UpstreamError) else type(exc).__qualname__
+    ### END SOLUTION
+
+
+def _fail(span: Any, exc: BaseException, record: bool = True) -> None:
+    """Mark `span` failed by `exc`: status ERROR and error.type (and the exception event when `record`)."""
+    ### BEGIN SOLUTION
+    if record:  # the exception event once, on the span where it happened
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    span.set_attribute("error.type", error_type(exc))
+    ### END SOLUTION
 
 
 def create_handler(tracer: Any, registry: Any, config: ServiceConfig) -> Handler:
     """The instrumented handler: same work as `plain_handler`, plus spans on `tracer` and metrics on `registry`."""
+    ### BEGIN SOLUTION
     m = Metrics(registry, config)
     directions = sketch_directions()
     retrieval_name = f"retrieval {config.data_source}"
@@ -152,3 +165,4 @@ def create_handler(tracer: Any, registry: Any, config: ServiceConfig) -> Handler
         return Answer(text, [h.doc_id for h in retrieval.hits[:3]])
 
     return handler
+    ### END SOLUTION

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
+# @cell task_1_1_chunk
 def chunk(text: str, max_words: int = 120, overlap: int = 20) -> list[str]:
     """Windows of at most `max_words` words; consecutive windows share exactly `overlap` words.
 
     Every word lands in some window; the last window ends at the last word (it may be shorter).
     Empty or whitespace-only text gives [].
     """
+    ### BEGIN SOLUTION
     if max_words < 1:
         raise ValueError(f"max_words must be >= 1, got {max_words}")
     if not 0 <= overlap < max_words:
@@ -28,6 +30,8 @@ def chunk(text: str, max_words: int = 120, overlap: int = 20) -> list[str]:
         if start + max_words >= len(words):
             break
     return windows
+    ### END SOLUTION
+# @end
 
 
 def chunk_doc(doc: Mapping[str, str], max_words: int = 120, overlap: int = 20) -> list[str]:

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 
+# @cell task_2_dense_index
 def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     """A C-contiguous float32 (n, dim) copy-if-needed of `vectors` (a single 1-D vector becomes one row)."""
     arr = np.asarray(vectors, dtype=np.float32)
@@ -30,6 +31,7 @@ class DenseIndex:
 
     def __init__(self, dim: int, kind: str = "flat", m: int = 32, ef_search: int = 64,
                  ef_construction: int = 80) -> None:
+        ### BEGIN SOLUTION
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim, self.kind = dim, kind
@@ -47,17 +49,21 @@ class DenseIndex:
         else:
             raise ValueError(f"kind must be 'flat' (exact) or 'hnsw' (approximate), got {kind!r}")
         self._lock = threading.Lock()
+        ### END SOLUTION
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
     def add(self, vectors: np.ndarray) -> None:
+        ### BEGIN SOLUTION
         arr = as_matrix(vectors, self.dim)
         with self._lock:
             self.index.add(arr)
+        ### END SOLUTION
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, row_ids), each (n_queries, min(k, len(self))), best first."""
+        ### BEGIN SOLUTION
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         q = as_matrix(queries, self.dim)
@@ -66,3 +72,4 @@ class DenseIndex:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         scores, ids = self.index.search(q, k)
         return scores, ids
+        ### END SOLUTION

@@ -13,9 +13,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
+# @cell task_4_1_expand_query
 def expand_query(query_vec: np.ndarray, feedback_vecs: np.ndarray, alpha: float = 1.0, beta: float = 0.5
                  ) -> np.ndarray:
     """A unit vector: alpha * query + beta * centroid of the feedback vectors (the query alone if none)."""
+    ### BEGIN SOLUTION
     q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
     fb = np.asarray(feedback_vecs, dtype=np.float32)
     if fb.ndim == 1:
@@ -27,6 +29,8 @@ def expand_query(query_vec: np.ndarray, feedback_vecs: np.ndarray, alpha: float 
     if norm == 0.0 or not np.isfinite(norm):
         raise ValueError("the expanded query has zero or non-finite length; check alpha, beta and the vectors")
     return (out / norm).astype(np.float32)
+    ### END SOLUTION
+# @end
 
 
 def rm3_query(query_terms: Mapping[str, float], feedback_docs: Sequence[Counter[str]],

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
+# @cell task_3_2_rrf
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
     """Fused (doc_id, score), best first; ties broken by first appearance. Duplicates within a ranking count once."""
+    ### BEGIN SOLUTION
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     scores: dict[str, float] = {}
@@ -23,6 +25,8 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> li
             seen.add(doc_id)
             scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
+    ### END SOLUTION
+# @end
 
 
 def min_max(scores: Mapping[str, float]) -> dict[str, float]:

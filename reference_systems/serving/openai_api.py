@@ -52,9 +52,14 @@ def error_body(message: str, type_: str = "invalid_request_error", code: int = 4
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+# @cell task_1_1_sse
 def sse(obj: dict[str, Any] | str) -> bytes:
+    """One server-sent event: `data: {json}` or `data: [DONE]`, then a blank line."""
+    ### BEGIN SOLUTION
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
+    ### END SOLUTION
+# @end
 
 
 def new_id(chat: bool) -> str:
