@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/agents.py --profile quick --runs 2
     .venv/bin/python benchmarks/agents.py --profile smoke --examples
+    AILAB_MODEL_API_KEY=... .venv/bin/python benchmarks/agents.py --model-url https://api.openai.com/v1 --model NAME
 
-The target is `ailab grade agents reference --profile quick` in <= 180 s on 2 cores.
+The target is `ailab grade agents reference --profile quick` in <= 180 s on 2 cores. `--model-url`/`--model` grade
+against a real OpenAI-compatible model instead of the scripted one (graders/agents/upstream.py; not deterministic).
 """
 from __future__ import annotations
 
@@ -21,20 +23,27 @@ def main() -> None:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--examples", action="store_true", help="also grade labs/agents/examples")
+    ap.add_argument("--model-url", help="a real OpenAI-compatible model's base URL (key in $AILAB_MODEL_API_KEY)")
+    ap.add_argument("--model", help="with --model-url: the model's name")
+    ap.add_argument("--model-prices", metavar="IN,OUT", help="with --model-url: USD per million tokens")
     args = ap.parse_args()
+    model = {"model_url": args.model_url, "model": args.model, "model_prices": args.model_prices}
     for run in range(args.runs):
         out = Path(tempfile.mkdtemp(prefix="ailab-agents-bench-"))
         started = time.perf_counter()
-        cards = grade("reference", out, profile=args.profile)
+        cards = grade("reference", out, profile=args.profile, **model)
+        reference_s = time.perf_counter() - started  # what `ailab grade agents reference` takes, less the CLI
         if args.examples:
-            cards += grade(str(LABS_DIR / "agents" / "examples"), out, profile=args.profile)
+            cards += grade(str(LABS_DIR / "agents" / "examples"), out, profile=args.profile, **model)
         seconds = time.perf_counter() - started
         for card in cards:
             m = card.metrics
             print(f"run {run + 1}: {card.submission:<10} {card.score:5.1f}  pass^k {m.get('pass_k', 0):.2f}  "
                   f"violations {m.get('violations', 0):.0f}  turn p95 {m.get('turn_p95_ms', 0):.0f} ms  "
                   f"cost/resolved ${m.get('cost_per_resolved_usd', 0):.5f}")
-        print(f"run {run + 1}: {seconds:.1f} s ({args.profile})")
+            for line in card.errors[:2]:
+                print(f"         {line[:160]}")
+        print(f"run {run + 1}: reference graded in {reference_s:.1f} s, {seconds:.1f} s in all ({args.profile})")
 
 
 if __name__ == "__main__":

@@ -82,28 +82,50 @@ def cmd_grade(args: argparse.Namespace) -> int:
         preflight.submission(args.submission)
         submission = args.submission
     preflight.out_folder(Path(args.out))
+    if args.workers is not None and (args.scheduler or args.workers < 1):
+        raise SystemExit("--workers N starts a local cluster of N >= 1 workers; --scheduler uses one already running: "
+                         "pass one of them")
     if args.reference_url:
         preflight.reference_url(args.reference_url, args.lab, args.allow_network, lab.load_profiles.get(args.profile))
+    if args.model_url or args.model or args.model_prices:
+        from graders.agents import upstream
+
+        upstream.preflight(args.lab, args.model_url, args.model, args.model_prices, args.allow_network,
+                           args.workers is not None or bool(args.scheduler))
     if args.lab == "rag" and not netns.isolated():  # the re-run in the namespace was checked by its parent
         preflight.rag_inputs(args.dataset, overlay)
     grade = _grader(args.lab)  # imported only now: a grader module takes a second to import
     from graders.engine.summary import format_table, write_summary
-    if not args.allow_network:
-        code = netns.isolate(grade_argv(args))
-        if code is not None:
-            return code
     out = Path(args.out)
-    external = {"reference_url": args.reference_url} if args.reference_url else {}  # only the serving grader takes it
-    cards = grade(submission, out, dataset=args.dataset, profile=args.profile,
-                  hidden=Path(args.hidden) if args.hidden else None,
-                  course=Path(args.course).resolve() if args.course else None, **external)
+    failed: list[str] = []
+    if args.workers is not None or args.scheduler:  # on Dask; each grade isolates itself on its worker
+        from graders.engine.cluster import Settings, grade_on_cluster
+
+        settings = Settings(args.lab, args.profile, args.dataset, Path(args.hidden) if args.hidden else None,
+                            args.reference_url, args.allow_network)
+        cards, failed = grade_on_cluster(lab, submission, out, settings,
+                                         course=Path(args.course).resolve() if args.course else None,
+                                         workers=args.workers, scheduler=args.scheduler)
+    else:
+        if not args.allow_network:
+            code = netns.isolate(grade_argv(args))
+            if code is not None:
+                return code
+        external: dict[str, Any] = {"reference_url": args.reference_url} if args.reference_url else {}  # serving
+        if args.model_url:  # the agents grader only
+            external.update(model_url=args.model_url, model=args.model, model_prices=args.model_prices)
+        cards = grade(submission, out, dataset=args.dataset, profile=args.profile,
+                      hidden=Path(args.hidden) if args.hidden else None,
+                      course=Path(args.course).resolve() if args.course else None, **external)
     print()
     print(format_table(cards, out))
     print(f"\nsummary: {write_summary(cards, out)}; one report.html per submission under {out}")
     if args.course:
         print(f"grades written to {Path(args.course) / 'gradebook.db'}: see formgrader, or run "
               f"`nbgrader generate_feedback {args.lab}` there for feedback that includes them")
-    return 0
+    for line in failed:
+        print(line, file=sys.stderr, flush=True)
+    return 1 if failed else 0
 
 
 def grade_argv(args: argparse.Namespace) -> list[str]:
@@ -113,6 +135,8 @@ def grade_argv(args: argparse.Namespace) -> list[str]:
     argv += ["--hidden", args.hidden] if args.hidden else []
     argv += ["--course", args.course] if args.course else []
     argv += ["--reference-url", args.reference_url] if args.reference_url else []
+    for flag, value in (("--model-url", args.model_url), ("--model", args.model), ("--model-prices", args.model_prices)):
+        argv += [flag, value] if value else []
     return argv
 
 
@@ -128,6 +152,13 @@ def cmd_course_init(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     print(f"nbgrader course ready in {path}; run nbgrader commands from there (e.g. `nbgrader autograde rag`).")
     return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from graders.hub import start
+
+    labs = [lab.strip() for lab in args.labs.split(",") if lab.strip()] if args.labs else None
+    return start(Path(args.dir), labs, port=args.port, ip=args.ip)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -177,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. `vllm serve $(python -m reference_systems.serving.model) --dtype float32 --port 8200`) instead of "
                         "the built-in reference. Load goes to 127.0.0.1 only, except to this server, which you name "
                         "here and may be on another host of yours; as root, add --allow-network to reach it")
+    p.add_argument("--model-url", metavar="URL",
+                   help="agents lab: a real OpenAI-compatible chat-completions server with tool calls in place of the "
+                        "scripted policy model, for candidates and reference alike (base URL, e.g. "
+                        "http://127.0.0.1:8000/v1; API key from $AILAB_MODEL_API_KEY); scores are then not "
+                        "deterministic. As root, add --allow-network to reach it")
+    p.add_argument("--model", metavar="NAME", help="with --model-url: the model to ask for (default: the one it lists)")
+    p.add_argument("--model-prices", metavar="IN,OUT",
+                   help="with --model-url: USD per million input and output tokens, over lab.toml [prices]")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="grade on a local Dask cluster of N worker processes, one submission each at a time (a rerun "
+                        "of the same command skips what is already graded into OUT)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="grade on a running Dask cluster: one task per submission, on workers started with "
+                        "`dask worker tcp://HOST:8786 --nthreads 1 --resources grade=1` (docs/scale.md)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("course", help="nbgrader course tools")
@@ -186,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hidden", metavar="DIR", help="your own hidden tests (DIR/<lab>/nbgrader/<grade_id>.py) in place "
                                                    "of the shipped ones")
     c.set_defaults(func=cmd_course_init)
+
+    p = sub.add_parser("hub", help="JupyterHub for a workshop on this machine: candidates log in, fetch the labs "
+                                    "from nbgrader's exchange, work in JupyterLab and submit (docs/scale.md)",
+                       description="The shared password is $AILAB_HUB_PASSWORD, else one made once and kept in "
+                                   "DIR/hub/password. Set AILAB_HUB_API_TOKEN to give scripts an organiser token.")
+    p.add_argument("dir", help="the workshop folder: course/, exchange/, the candidates' homes (created if missing)")
+    p.add_argument("--labs", help="comma-separated labs to release (default: every lab)")
+    p.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1; a LAN address for a room)")
+    p.set_defaults(func=cmd_hub)
 
     p = sub.add_parser("leaderboard", help="leaderboard.html from the scorecards under DIR; --serve keeps it live")
     p.add_argument("dir", help="a folder holding `ailab grade --out` folders (searched recursively)")

@@ -8,6 +8,10 @@ Each task is one conversation over a fresh database, with the lab's scripted pol
 lab.toml rates and the tools failing on the fault seed you pass. The result of each lists how the end state differs
 from the expected one (`why`), the audit's policy violations, the tokens used and the GenAI span checks the grader
 runs (`trace_checks`). Grading uses other tasks and fresh fault seeds.
+
+`run_local(create_agent, model_url="http://127.0.0.1:8000/v1", model="NAME")` puts a real OpenAI-compatible model
+with tool calls behind the desk instead (key in $AILAB_MODEL_API_KEY; graders/agents/upstream.py): the same tasks,
+tools, faults and audit, but the model's misbehaviour is then its own and nothing is deterministic.
 """
 from __future__ import annotations
 
@@ -42,13 +46,15 @@ def config(tracer: Any = None) -> AgentConfig:
 
 
 def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, fault_seed: int = 0,
-              faults: bool = True) -> list[dict[str, Any]]:
-    """Run `create_agent(config)`'s agent on the public tasks, one at a time; one dict per conversation."""
+              faults: bool = True, model_url: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
+    """Run `create_agent(config)`'s agent on the public tasks, one at a time; one dict per conversation.
+    `model_url`/`model`: a real OpenAI-compatible model in place of the scripted one."""
     import httpx
     import openai
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+    from graders.agents import upstream
     from graders.agents.desk import Desk
     from graders.agents.host import BucketExporter
     from graders.agents.runner import trace_checks
@@ -63,7 +69,8 @@ def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, faul
     tracer = provider.get_tracer("ailab.agents")
     agent = create_agent(config(tracer))
     out = []
-    with Desk(raw) as desk, httpx.Client() as http:
+    up = upstream.connect(model_url, model) if model_url else None
+    with Desk(raw, up) as desk, httpx.Client() as http:
         for task in public_tasks(n_tasks):
             opened = desk.open(task, fault_seed)
             tools = Tools(desk.url, opened.token, desk.schemas, http)
@@ -73,7 +80,7 @@ def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, faul
             started, error = time.perf_counter(), ""
             with tracer.start_as_current_span("ailab.conversation") as root:
                 try:
-                    result = agent.handle(Conversation(**task.conversation()), tools, Model(client, raw["model"]["name"]))
+                    result = agent.handle(Conversation(**task.conversation()), tools, Model(client, desk.model_name))
                 except Exception as exc:  # noqa: BLE001 - shown, not raised: the other tasks still run
                     result, error = None, f"{type(exc).__name__}: {exc}"
             spans = [s for s in exporter.take(root.get_span_context().trace_id) if s["name"] != "ailab.conversation"]

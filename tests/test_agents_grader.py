@@ -1,6 +1,10 @@
-"""The agents grader end to end: one smoke batch (reference, naive, broken, an agent that hard-codes the public
-tasks' answers, one that never ends a conversation) graded once for the module, real processes and real HTTP on
-127.0.0.1; plus fast tests of the world, the policy model and the lab's configuration."""
+"""The agents grader end to end: one smoke batch graded once for the module, real processes and real HTTP on
+127.0.0.1 — the reference, naive and broken examples, and the lab's adversarial cases (issue #13): an agent that
+hard-codes the public tasks' answers, one that never ends a conversation, one that writes the expected end state
+straight into the desk's database, one that imports the reference's agent and one that patches the grader's
+audit (the last two from tests/fixtures/gaming/isolation, never vouched for); plus fast tests of the world, the
+policy model and the lab's configuration, and the database writer run in the desk's own process (what an agent
+running as the grader's user could reach)."""
 from __future__ import annotations
 
 import json
@@ -17,6 +21,9 @@ from reference_systems.agents.tasks import tasks
 
 LAB = REPO_ROOT / "labs" / "agents"
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
+ISOLATION = Path(__file__).parent / "fixtures" / "gaming" / "isolation"
+
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
 
 
 def test_lab_toml_and_gradebook_mapping() -> None:
@@ -25,6 +32,17 @@ def test_lab_toml_and_gradebook_mapping() -> None:
     assert {"smoke", "quick", "full"} <= set(lab.task_profiles)
     assert check_mapping(lab) == []
     assert lab.raw["tasks"]["public_seed"] != lab.raw["tasks"]["hidden_seed"]
+
+
+def test_committed_notebooks_equal_a_fresh_build_from_the_reference() -> None:
+    """The notebook's solutions are cut from reference_systems/agents/agent.py: a change there needs a rebuild."""
+    from graders.engine.nbbuild import Builder
+
+    builder = Builder("agents", LAB)
+    for path, text in builder.outputs().items():
+        assert path.exists() and path.read_text() == text, f"{path} is stale: run python labs/agents/make_notebook.py"
+    answers = [c["id"] for c in builder.notebook_cells.CELLS if c["kind"] == "answer"]
+    assert answers and all("### BEGIN SOLUTION" in builder.notebook_cells.CODE[a] for a in answers)
 
 
 def test_tasks_are_seeded_and_checked_on_the_end_state() -> None:
@@ -41,11 +59,32 @@ def test_tasks_are_seeded_and_checked_on_the_end_state() -> None:
     assert world.check(t, done) == []
 
 
+def _answers(*seeds: str) -> dict[str, dict]:
+    """message -> expected end state of the first 48 tasks of each lab.toml [tasks] seed named."""
+    raw = load_lab("agents").raw
+    return {t.message: {**t.expected.to_json(), "email": t.customer.email}
+            for seed in seeds for t in tasks(raw["tasks"][seed], 48, raw["tasks"]["kinds"], raw["policy"])}
+
+
+def _direct_db(path: Path) -> None:
+    """tests/fixtures/agents/direct_db.py knowing every answer, the graded (hidden-seed) tasks' included."""
+    source = (FIXTURES / "direct_db.py").read_text()
+    filled = f"ANSWERS: dict = json.loads({json.dumps(_answers('public_seed', 'hidden_seed'))!r})"
+    assert "ANSWERS: dict = {}" in source
+    path.write_text(source.replace("ANSWERS: dict = {}", filled, 1))
+
+
+def _with_cell(example: Path, fixture: Path, out: Path) -> None:
+    """The lab's example notebook with the fixture pasted as one more code cell at the end (its 'solution')."""
+    nb = json.loads(example.read_text())
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": fixture.read_text()})
+    out.write_text(json.dumps(nb))
+
+
 def _hardcoded(path: Path) -> None:
     """An agent that replays the public tasks' expected writes by message text and does nothing else."""
-    raw = load_lab("agents").raw
-    answers = {t.message: {**t.expected.to_json(), "email": t.customer.email}
-               for t in tasks(raw["tasks"]["public_seed"], 48, raw["tasks"]["kinds"], raw["policy"])}
+    answers = _answers("public_seed")
     path.write_text(f'''"""Hard-codes the public tasks' answers (a gaming submission)."""
 ANSWERS = {json.dumps(answers)!r}
 import json
@@ -82,6 +121,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         shutil.copy(LAB / "examples" / f"{name}.ipynb", subs / f"{name}.ipynb")
     shutil.copy(FIXTURES / "endless.py", subs / "endless.py")
     _hardcoded(subs / "hardcoded.py")
+    _direct_db(subs / "direct_db.py")
+    for name in ("agents_import_star", "agents_forged_audit"):
+        _with_cell(LAB / "examples" / "naive.ipynb", ISOLATION / f"{name}.py", subs / f"{name}.ipynb")
     out = tmp_path_factory.mktemp("agents-out")
     cards = grade(str(subs), out, profile="smoke")
     return {c.submission: json.loads((out / c.slug / "scorecard.json").read_text()) | {
@@ -132,3 +174,44 @@ def test_endless_agent_is_cut_off_with_the_reason(batch: dict[str, dict]) -> Non
     assert endless["score"] <= 2
     assert any("cut off" in e and "did not end" in e for e in endless["errors"]), endless["errors"]
     assert endless["metrics"]["cut_off"] >= 1
+
+
+@pytest.mark.slow
+def test_writing_the_database_directly_finds_no_database_and_earns_nothing(batch: dict[str, dict]) -> None:
+    card = batch["direct_db"]
+    assert card["score"] == 0.0 and card["metrics"]["pass_k"] == 0, card["parts"]
+    assert any("no conversation ended right" in e and "direct_db: no database file" in e for e in card["errors"]), \
+        card["errors"]
+    assert card["metrics"]["tokens_per_conversation"] == 0 and card["metrics"]["violations"] == 0
+
+
+def test_the_desks_databases_are_out_of_reach_even_of_the_graders_own_user(tmp_path: Path) -> None:
+    """Not root (or AILAB_SANDBOX_USER=same) an agent runs as the grader's user; here it runs in the desk's own
+    process, which sees every file the desk has open. Before the databases moved into memory this agent found each
+    conversation's file by its token and passed every task without a tool call."""
+    from labkit.agents import run_local
+
+    _direct_db(tmp_path / "direct_db.py")
+    scope: dict = {}
+    exec(compile((tmp_path / "direct_db.py").read_text(), "direct_db.py", "exec"), scope)  # noqa: S102
+    results = run_local(scope["create_agent"], n_tasks=4, faults=False)
+    assert [r["ok"] for r in results] == [False] * 4
+    assert all("direct_db: no database file" in r["error"] for r in results), [r["error"] for r in results]
+    assert all(r["state"]["messages"] == [] and r["state"]["ticket"] == "open" for r in results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "refused"), [
+    ("agents_import_star", "import of reference_systems.agents.submission"),
+    ("agents_forged_audit", "import of reference_systems.agents)"),  # graders.agents.runner imports it
+])
+def test_reaching_for_the_reference_or_the_graders_audit_is_flagged_and_zeroed(
+        batch: dict[str, dict], name: str, refused: str) -> None:
+    from graders.engine import guard
+
+    card = batch[name]
+    assert card["score"] == 0.0 and all(p["points"] == 0 for p in card["parts"]), card["parts"]
+    access = card["integrity"]["reference_access"]
+    assert access and access[0].startswith(guard.REFUSAL) and refused in access[0], access
+    assert card["errors"][0].startswith(f"integrity: {guard.REFUSAL} (") and "every part is zeroed" in card["errors"][0]
+    assert f"integrity: {guard.REFUSAL}" in card["_report"]

@@ -3,6 +3,8 @@
 `Desk` serves both apps with uvicorn in a background thread on 127.0.0.1 (paths under /v1 go to the model, the
 rest to the world). A conversation is opened with a fresh database and a session token that only the agent's
 requests carry; closing it makes both answer 410, so an agent that outlives its conversation can do nothing more.
+With an `Upstream` (`--model-url`), /v1 forwards to that real model instead (graders.agents.upstream), keeping the
+sessions, the completion budget and the token counts here.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from graders.agents import upstream as upstream_model
 from graders.engine.sandbox import free_port
 from reference_systems.agents import policy_model, world
 from reference_systems.agents.tasks import Task
@@ -40,10 +43,17 @@ class Opened:
 
 
 class Desk:
-    def __init__(self, lab_raw: dict[str, Any]) -> None:
+    def __init__(self, lab_raw: dict[str, Any], upstream: upstream_model.Upstream | None = None) -> None:
         self.policy = dict(lab_raw["policy"])
         self.world = world.World(dict(lab_raw.get("faults", {})), self.policy)
-        self.model = policy_model.PolicyModel(dict(lab_raw.get("model", {})), self.policy)
+        config = dict(lab_raw.get("model", {}))
+        self.upstream = upstream
+        self.model: policy_model.PolicyModel | upstream_model.UpstreamModel
+        if upstream is None:
+            self.model = policy_model.PolicyModel(config, self.policy)
+        else:  # a completion never outlasts the conversation it belongs to
+            self.model = upstream_model.UpstreamModel(upstream, int(config.get("max_calls", 40)), float(
+                lab_raw.get("conversation", {}).get("deadline_s", 12.0)))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: Any = None
@@ -52,7 +62,9 @@ class Desk:
     def __enter__(self) -> Desk:
         import uvicorn
 
-        app = _Dispatch(policy_model.create_app(self.model), world.create_app(self.world))
+        model_app = (upstream_model.create_app(self.model) if isinstance(self.model, upstream_model.UpstreamModel)
+                     else policy_model.create_app(self.model))
+        app = _Dispatch(model_app, world.create_app(self.world))
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
                                 lifespan="on", timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
@@ -72,6 +84,8 @@ class Desk:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.world.shutdown()
+        if isinstance(self.model, upstream_model.UpstreamModel):
+            self.model.shutdown()
 
     def open(self, task: Task, fault_seed: int) -> Opened:
         token = self.world.open(task, fault_seed)
@@ -85,6 +99,11 @@ class Desk:
     def drop(self, opened: Opened) -> None:
         self.world.drop(opened.token)
         self.model.drop(opened.token)
+
+    @property
+    def model_name(self) -> str:
+        """The `model` an agent is told to ask for."""
+        return str(self.model.config.get("name", "policy"))
 
     @property
     def schemas(self) -> list[dict[str, Any]]:

@@ -13,6 +13,10 @@ escalation is the F1 of escalation precision and recall; cost is USD per resolve
 reference; recovery the share of conversations that met a tool fault and still ended right, over the reference's;
 traces the share of GenAI span checks passed. policy, cost, latency, throughput and traces are scaled by the
 candidate's resolved share over the reference's: doing nothing is safe and fast, and earns nothing.
+
+`--model-url URL --model NAME` (graders.agents.upstream): the desk's /v1 forwards to that real OpenAI-compatible
+model instead of the scripted one, for the candidates and the reference alike; tokens come from its `usage`,
+priced with lab.toml [prices] or `--model-prices`, and the scorecard's environment names the URL and NAME.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from graders.agents import runner
+from graders.agents import runner, upstream
 from graders.agents.desk import Desk
 from graders.agents.host import HEALTH_PATH
 from graders.agents.report import write_agents_report
@@ -59,6 +63,7 @@ class Context:
     private: bool
     desk: Desk | None = None
     reference: Worker | None = None
+    upstream: upstream.Upstream | None = None   # --model-url: a real model in place of the scripted one
 
     @property
     def run(self) -> dict[str, Any]:
@@ -136,7 +141,7 @@ def run_all(cand: Worker, ctx: Context, name: str) -> tuple[Outcome, Outcome]:
     """k repetitions; in each, every task on the candidate then on the reference, under the repetition's seed."""
     assert ctx.desk is not None and ctx.reference is not None
     conv = ctx.conversation
-    deadline, model_name = float(conv.get("deadline_s", 12.0)), str(ctx.lab.raw["model"].get("name", "policy"))
+    deadline, model_name = float(conv.get("deadline_s", 12.0)), ctx.desk.model_name
     cutoffs = runner.Cutoffs(int(conv.get("max_cutoffs", 3)))
     outcomes = Outcome(), Outcome()
     for rep, seed in enumerate(ctx.seeds):
@@ -162,6 +167,14 @@ def score(card: Scorecard, ctx: Context, cand: Outcome | None, ref: Outcome | No
     first_error = next((x.error for x in cand.runs if x.error), "")
     if share == 0 and first_error:
         card.errors.insert(0, f"no conversation ended right; e.g. {first_error}")
+    if ctx.upstream is not None and r["success_rate"] < 0.5:  # a model that cannot do the job fails both sides
+        completions = sum(x.model_calls for x in ref.runs)
+        example = next((x.error for x in ref.runs if x.error), "") or next(
+            (f"{x.task}: {'; '.join(x.why)}" for x in ref.runs if x.why), "")
+        card.errors.insert(0, f"the reference agent ended only {r['success_rate']:.0%} of its conversations right with "
+                              f"the model {ctx.upstream.model!r} at {ctx.upstream.url} ({completions} completions "
+                              "answered), so the ratios to it say little: the model (its tool calls, speed, errors) "
+                              f"is the likely cause, not this submission; e.g. {example}")
 
     p = parts["task_success"]
     ratio = c["pass_k"] / r["pass_k"] if r["pass_k"] > 0 else 0.0
@@ -256,13 +269,25 @@ def grade_one(name: str, path: Path, ctx: Context, batch: Batch) -> Scorecard:
                                    concurrency=ctx.run["concurrency"],
                                    task_seed="private (--hidden)" if ctx.private else
                                    ctx.lab.raw["tasks"]["hidden_seed"], fault_seeds=ctx.seeds,
-                                   fault_seed_source=ctx.seed_source, model=ctx.lab.raw["model"].get("name"),
-                                   model_kind="scripted stand-in (reference_systems/agents/policy_model.py)",
+                                   fault_seed_source=ctx.seed_source, **model_environment(ctx, cand, ref),
                                    prices=ctx.lab.raw.get("prices", {}), policy=ctx.lab.raw.get("policy", {}))
     card.extras.update({"runs": [x.to_json() for x in cand.runs] if cand else [],
                         "ref_runs": [x.to_json() for x in ref.runs] if ref else []})
     batch.publish(card, path, write_agents_report)
     return card
+
+
+def model_environment(ctx: Context, cand: Outcome | None, ref: Outcome | None) -> dict[str, Any]:
+    """Which model served this grading (never its API key), and where its token counts came from."""
+    if ctx.upstream is None:
+        return {"model": ctx.lab.raw["model"].get("name"),
+                "model_kind": "scripted stand-in (reference_systems/agents/policy_model.py)"}
+    runs = [*(cand.runs if cand else []), *(ref.runs if ref else [])]
+    estimated = sum(x.usage_estimated for x in runs)
+    return {**ctx.upstream.describe(),
+            "model_usage": "the server's `usage`" + (f", except {estimated} of {sum(x.model_calls for x in runs)} "
+                                                     "completions without it, counted by the lab's word counter"
+                                                     if estimated else "")}
 
 
 def fault_seeds(profile: dict[str, Any], k: int) -> tuple[list[int], str]:
@@ -273,14 +298,20 @@ def fault_seeds(profile: dict[str, Any], k: int) -> tuple[list[int], str]:
 
 def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str | None = None,
           profile: str = "quick", limits: Limits | None = None, hidden: Path | None = None,
-          course: Path | None = None) -> list[Scorecard]:
+          course: Path | None = None, model_url: str | None = None, model: str | None = None,
+          model_prices: str | None = None) -> list[Scorecard]:
     """Grade a .ipynb, a .py, a folder of them, `reference`, or (name, path) pairs; scorecard.json + report.html
-    each in `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (the tasks are generated)."""
+    each in `out_dir/<name>/`. `dataset` is accepted for the CLI's sake (the tasks are generated).
+    `model_url`/`model`: a real OpenAI-compatible model in place of the scripted one (graders.agents.upstream);
+    `model_prices`: "INPUT,OUTPUT" USD per million tokens over lab.toml [prices]."""
     overlay = open_overlay(hidden, "agents")
     private = overlay.lab_toml() if overlay else {}
     lab = load_lab("agents", private or None)
     if limits is not None:
         lab = replace(lab, limits=limits)
+    if model_prices:
+        lab = replace(lab, raw={**lab.raw, "prices": upstream.parse_prices(model_prices)})
+    up = upstream.connect(model_url, model) if model_url else None
     if profile not in lab.task_profiles:
         raise SystemExit(f"lab 'agents' has no profile {profile!r}; choose one of {sorted(lab.task_profiles)}")
     run = lab.task_profiles[profile]
@@ -288,11 +319,14 @@ def grade(submission: str | list[tuple[str, Path]], out_dir: Path, dataset: str 
     task_list = make_tasks(int(spec["hidden_seed"]), int(run["n_tasks"]), list(spec["kinds"]), lab.raw["policy"])
     seeds, source = fault_seeds(run, int(run["k"]))
     ctx = Context(lab=lab, profile=profile, tasks=task_list, seeds=seeds, private="hidden_seed" in private.get("tasks", {}),
-                  seed_source="--hidden lab.toml" if "seed" in private.get("profiles", {}).get(profile, {}) else source)
+                  seed_source="--hidden lab.toml" if "seed" in private.get("profiles", {}).get(profile, {}) else source,
+                  upstream=up)
     subs = submissions_in(submission, reference_path(lab))
     batch = Batch.open(lab, subs, Path(out_dir), course)
     log(f"{len(task_list)} tasks x {len(seeds)} fault seeds ({source}), {run['concurrency']} conversations at once")
-    with Desk(lab.raw) as desk:
+    if up is not None:
+        log(f"model: {up.model!r} at {up.url} (--model-url), not the scripted stand-in: scores are not deterministic")
+    with Desk(lab.raw, up) as desk:
         ctx.desk = desk
         log("starting the reference agent ...")
         ctx.reference = start_host(reference_path(lab).read_text(), "reference", lab)

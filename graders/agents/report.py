@@ -24,6 +24,10 @@ def write_agents_report(card: Scorecard, path: Path) -> Path:
     cand_ms = [r["seconds"] * 1e3 for r in runs if r["ok"]]
     ref_ms = [r["seconds"] * 1e3 for r in x.get("ref_runs", []) if r["ok"]]
     plot = latency_histogram(cand_ms, ref_ms) if cand_ms or ref_ms else ""
+    env = card.environment
+    model = (f"The policy model was {env.get('model')!r} at {env['model_url']} (--model-url), for both: a real model, "
+             "so the figures are not deterministic and its misbehaviour is its own." if env.get("model_url") else
+             "The policy model is a scripted stand-in that misbehaves at the rates in labs/agents/lab.toml.")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(card.lab)}: {e(card.submission)}</title>
 <style>{CSS}{SECTION_CSS}</style></head><body>
 <h1>{e(card.lab)} lab: {e(card.submission)}</h1>
@@ -31,8 +35,7 @@ def write_agents_report(card: Scorecard, path: Path) -> Path:
 <h2>Parts</h2><table><tr><th>part</th><th>points</th><th>detail (why points were lost)</th></tr>{rows}</table>
 <h2>Policy violations (the desk's audit of every write and message)</h2><ul>{violations}</ul>
 <h2>Candidate vs reference</h2>
-<p>Both ran the same tasks under the same fault seeds in the same run, alternating per repetition. The policy model
-is a scripted stand-in that misbehaves at the rates in labs/agents/lab.toml.</p>
+<p>Both ran the same tasks under the same fault seeds in the same run, alternating per repetition. {e(model)}</p>
 <table><tr><th>metric</th><th>candidate</th><th>reference</th></tr>{metrics_table}</table>
 <h2>Turn latency (resolved conversations)</h2><div>{plot}</div>
 <h2>Conversations that did not end right</h2>

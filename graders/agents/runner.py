@@ -40,6 +40,7 @@ class Run:
     model_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    usage_estimated: int = 0                               # completions an upstream model sent without `usage`
     tool_calls: int = 0
     faults: int = 0
     trace_checks: dict[str, bool] = field(default_factory=dict)
@@ -142,6 +143,7 @@ def converse(worker: Worker, desk: Desk, task: Task, rep: int, seed: int, deadli
         run.tool_calls, run.faults = stats["tool_calls"], stats["faults"]
         usage = desk.model.usage[opened.token]
         run.model_calls, run.input_tokens, run.output_tokens = usage.calls, usage.input_tokens, usage.output_tokens
+        run.usage_estimated = getattr(desk.model, "estimated", {}).get(opened.token, 0)
         if reply.get("ok") and isinstance(reply.get("spans"), list):
             run.trace_checks = trace_checks(reply["spans"], usage.calls, (usage.input_tokens, usage.output_tokens),
                                             stats["log"])

@@ -14,19 +14,27 @@ Wire format: `POST /v1/chat/completions` (non-streaming; `tools`, `tool_calls`, 
 official `openai` client drives it. Token usage is counted per conversation (words and punctuation of the request,
 tool schemas included, and of the reply) and priced with lab.toml [prices].
 
-To try an agent against a real model instead, point its client at any OpenAI-compatible server
-(`openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=...)`, e.g. `vllm serve <model>
---enable-auto-tool-choice --tool-call-parser hermes`) and run `python -m benchmarks.agents --model-url URL
---model NAME`: the grader's world, tasks and audit stay the same; the scores are then about that model as much as
-about the agent, and are not comparable with the scripted model's.
+The grader serves this model by default, in its own process behind the desk's /v1: its rates, token counts and
+latency are what make two candidates' scores comparable. `ailab grade agents SUBS --model-url URL --model NAME`
+puts a real OpenAI-compatible server there instead (graders/agents/upstream.py, labs/agents/README.md).
+
+Standalone, `python -m reference_systems.agents.policy_model --port 8300` serves this model as a server of its own
+on 127.0.0.1, like any OpenAI-compatible one: no session header is needed (a conversation is known by its
+customer's message, misbehaviour is seeded by `--seed`), `--served-model-name` is the only `model` it accepts
+(else 404, as vLLM does), `--api-key-env VAR` makes it require `Authorization: Bearer $VAR`, and `GET /ailab/usage`
+gives its totals (completions and tokens served). The tests grade through `--model-url` against it.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import hashlib
 import json
 import math
+import os
 import random
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -196,13 +204,16 @@ class Script:
 class PolicyModel:
     """Sessions (seed per conversation, usage) and the completion logic; the HTTP app is `create_app`."""
 
-    def __init__(self, config: dict[str, Any], policy: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], policy: dict[str, Any], standalone_seed: int | None = None) -> None:
         self.config, self.policy = config, policy
         self.rates = dict(config.get("rates", {}))
         self.sessions: dict[str, tuple[str, int]] = {}   # token -> (conversation id, seed)
         self.usage: dict[str, Usage] = {}
         self.closed: set[str] = set()
         self.lock = threading.Lock()
+        # standalone (`main`): no sessions; a conversation is its customer's message, seeded by this seed
+        self.standalone_seed = standalone_seed
+        self.total = Usage()
 
     def open(self, token: str, conversation_id: str, seed: int) -> None:
         with self.lock:
@@ -221,8 +232,11 @@ class PolicyModel:
 
     def reply(self, token: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The next assistant message: {"content", "tool_calls"}."""
-        conversation, seed = self.sessions[token]
         t = Transcript(messages)
+        if self.standalone_seed is None:
+            conversation, seed = self.sessions[token]
+        else:
+            conversation, seed = hashlib.sha256(t.customer.encode()).hexdigest()[:16], self.standalone_seed
         script = Script(t, self.policy)
         steps = script.steps()
         done = [(name, args) for name, args, _ in t.done]
@@ -276,11 +290,14 @@ class PolicyModel:
         return ""
 
     def complete(self, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if token not in self.sessions:
+        if self.standalone_seed is not None:
+            usage = Usage()  # no sessions: the caller keeps budgets; `total` counts what was served
+        elif token not in self.sessions:
             return 401, {"error": {"message": f"unknown session; send the {SESSION_HEADER} header the lab gave you"}}
-        if token in self.closed:
+        elif token in self.closed:
             return 410, {"error": {"message": "this conversation is over"}}
-        usage = self.usage[token]
+        else:
+            usage = self.usage[token]
         if usage.calls >= int(self.config.get("max_calls", 40)):
             return 429, {"error": {"message": "completion budget of this conversation exhausted"}}
         messages = body.get("messages")
@@ -294,6 +311,9 @@ class PolicyModel:
             usage.input_tokens += prompt_tokens
             usage.output_tokens += completion_tokens
             usage.per_call.append((prompt_tokens, completion_tokens))
+            self.total.calls += 1
+            self.total.input_tokens += prompt_tokens
+            self.total.output_tokens += completion_tokens
         finish = "tool_calls" if message["tool_calls"] else "stop"
         return 200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion", "created": int(time.time()),
@@ -310,26 +330,72 @@ class PolicyModel:
         return (float(self.config.get("latency_ms", 0.0)) + float(self.config.get("per_output_token_ms", 0.0)) * tokens) / 1e3
 
 
-def create_app(model: PolicyModel) -> Any:
-    """POST /v1/chat/completions and GET /v1/models."""
+def create_app(model: PolicyModel, api_key: str | None = None) -> Any:
+    """POST /v1/chat/completions and GET /v1/models (standalone also GET /ailab/usage). With `api_key`, every
+    request must carry `Authorization: Bearer <api_key>` (401 otherwise)."""
     app = FastAPI()
+    name = str(model.config.get("name", "policy"))
+
+    def refused(request: Request) -> JSONResponse | None:
+        if api_key is not None and not secrets.compare_digest(request.headers.get("authorization", ""),
+                                                              f"Bearer {api_key}"):
+            return JSONResponse({"error": {"message": "a valid API key is required"}}, status_code=401)
+        return None
 
     @app.get("/v1/models")
-    async def models() -> Any:
-        return {"object": "list", "data": [{"id": model.config.get("name", "policy"), "object": "model",
-                                            "owned_by": "ailab"}]}
+    async def models(request: Request) -> Any:
+        return refused(request) or {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "ailab"}]}
+
+    @app.get("/ailab/usage")
+    async def usage() -> Any:
+        total = model.total
+        return {"completions": total.calls, "prompt_tokens": total.input_tokens,
+                "completion_tokens": total.output_tokens}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
+        denied = refused(request)
+        if denied is not None:
+            return denied
         try:
             body = json.loads(await request.body())
         except ValueError:
             return JSONResponse({"error": {"message": "the body is not JSON"}}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"error": {"message": "the body must be a JSON object"}}, status_code=400)
+        if model.standalone_seed is not None and body.get("model") != name:
+            return JSONResponse({"error": {"message": f"the model `{body.get('model')}` does not exist; this "
+                                                      f"server serves `{name}`"}}, status_code=404)
         status, payload = model.complete(request.headers.get(SESSION_HEADER, ""), body)
         if status == 200:
             await asyncio.sleep(model.delay_s(payload))
         return JSONResponse(payload, status_code=status)
 
     return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the scripted model on its own, as an OpenAI-compatible server on 127.0.0.1 (see the module's text)."""
+    import uvicorn
+
+    from graders.engine.labconfig import load_lab
+
+    ap = argparse.ArgumentParser(description="the lab's scripted policy model as a standalone OpenAI-compatible server")
+    ap.add_argument("--port", type=int, default=8300)
+    ap.add_argument("--seed", type=int, default=0, help="seeds the misbehaviour (with each customer's message)")
+    ap.add_argument("--served-model-name", help="the one `model` it accepts (default lab.toml [model] name)")
+    ap.add_argument("--api-key-env", metavar="VAR", help="require `Authorization: Bearer $VAR`")
+    args = ap.parse_args(argv)
+    raw = load_lab("agents").raw
+    config = dict(raw.get("model", {}))
+    if args.served_model_name:
+        config["name"] = args.served_model_name
+    key = os.environ.get(args.api_key_env, "") if args.api_key_env else None
+    if args.api_key_env and not key:
+        raise SystemExit(f"--api-key-env {args.api_key_env}: that variable is not set")
+    app = create_app(PolicyModel(config, dict(raw["policy"]), standalone_seed=args.seed), key)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,10 @@
 """The support desk an agent acts on: a SQLite database per conversation, tools over HTTP, seeded faults, an audit.
 
-Runs in the grader's process only. `World.open(task, fault_seed)` creates a fresh database in the world's private
-temporary folder (the agent's sandboxed process cannot read or write it) and returns a session token; the agent
-reaches the tools only through `POST /tools/<name>` on 127.0.0.1 with that token in `X-Ailab-Session`. Every
+Runs in the grader's process only. `World.open(task, fault_seed)` creates a fresh database in the grader's memory
+and returns a session token; the agent reaches the tools only through `POST /tools/<name>` on 127.0.0.1 with that
+token in `X-Ailab-Session`. The databases are never files: a file, even in a folder only the grader may enter, is
+open to an agent that runs as the grader's own user (not root, `AILAB_SANDBOX_USER=same`), which could find it by
+its token (under /tmp or /proc/<grader>/fd) and write the expected end state without a tool call. Every
 call is logged; every write (refund, discount, escalation) and every outgoing message goes through here, so the
 audit (`World.audit`) sees all an agent did and checks it against the desk's policy (lab.toml [policy]):
 
@@ -22,13 +24,10 @@ import math
 import random
 import re
 import secrets
-import shutil
 import sqlite3
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -149,15 +148,13 @@ class World:
 
     def __init__(self, faults: dict[str, Any], policy: dict[str, Any]) -> None:
         self.faults, self.policy = faults, policy
-        self.folder = Path(tempfile.mkdtemp(prefix="ailab-agents-world-"))
-        self.folder.chmod(0o700)
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ the grader's side
     def open(self, task: Task, fault_seed: int) -> str:
         token = secrets.token_urlsafe(18)
-        db = sqlite3.connect(self.folder / f"{token}.sqlite", check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)  # no file to reach (above)
         db.executescript(SCHEMA_SQL)
         d = task.data
         db.executemany("INSERT INTO customers VALUES (?,?,?)", [(c.id, c.name, c.email) for c in d.customers])
@@ -184,12 +181,10 @@ class World:
             session = self.sessions.pop(token, None)
         if session is not None:
             session.db.close()
-            (self.folder / f"{token}.sqlite").unlink(missing_ok=True)
 
     def shutdown(self) -> None:
         for token in list(self.sessions):
             self.drop(token)
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     def end_state(self, token: str) -> dict[str, Any]:
         db = self.sessions[token].db
