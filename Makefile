@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast check clean
+.PHONY: demo test test-fast check hub clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ test-fast: $(STAMP)   # the inner loop: everything but grading runs, load and no
 
 check: $(STAMP)
 	BIN=$(BIN) scripts/check
+
+# A workshop on this machine: JupyterHub on 127.0.0.1:$(HUB_PORT) with every lab released (docs/scale.md).
+HUB_DIR ?= out/hub
+HUB_PORT ?= 8000
+hub: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/ailab hub $(HUB_DIR) --port $(HUB_PORT) $(if $(HUB_LABS),--labs $(HUB_LABS))
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -73,12 +73,21 @@ class Batch:
         """Integrity findings (a submission that reached for the reference is zeroed) and written answers into
         the card, the gradebook (with a course), then scorecard.json and report.html under OUT/<name>/; returns
         the report's path."""
-        finding = self.findings.get(card.submission)
-        if finding is not None:
-            card.integrity.update(finding.to_json())
+        self.add_findings(card)
         card.integrity.setdefault("tampered_cells", [])
         flag_reference_access(card, take_refusals(card.submission))
         card.extras["written"] = written_answers(path, self.lab.notebook)
+        return self.store(card, write_report)
+
+    def add_findings(self, card: Scorecard) -> None:
+        """The batch's similarity findings for this submission (to the reference and to the others) into the card."""
+        finding = self.findings.get(card.submission)
+        if finding is not None:
+            card.integrity.update(finding.to_json())
+
+    def store(self, card: Scorecard, write_report: ReportWriter) -> Path:
+        """The gradebook (with a course), then scorecard.json and report.html under OUT/<name>/; returns the
+        report's path. (graders.engine.cluster stores cards that a Dask worker graded and published elsewhere.)"""
         if self.course is not None:
             self._to_gradebook(card)
         folder = self.out / card.slug
