@@ -1,11 +1,27 @@
-"""Test-session setting: the fixtures under tests/fixtures stand in for the reference (many build on it), so
-submissions byte-identical to one of them may use it (graders.engine.sandbox_user.VOUCHED_ENV). A real grade
-never sets this. tests/fixtures/gaming/isolation/ holds submissions that reach for the reference and must be
-refused, so it is left out (and tests/test_gaming_isolation.py grades with the setting removed)."""
+"""Test-session settings and the order tests run in.
+
+Trusted fixtures: the fixtures under tests/fixtures stand in for the reference (many build on it), so submissions
+byte-identical to one of them may use it (graders.engine.sandbox_user.VOUCHED_ENV). A real grade never sets this.
+tests/fixtures/gaming/isolation/ holds submissions that reach for the reference and must be refused, so it is left
+out (and tests/test_gaming_isolation.py grades with the setting removed).
+
+Order and side jobs: grading runs that mostly wait on the clock run as side jobs (tests/_side_jobs.py), started
+when the session starts, each in its own process; SIDE_JOBS names them. Whole modules run in three groups, each
+in collection order: first the modules that neither read a side job nor measure speed (they run while the side
+jobs do), then those that read a side job's result, then the modules marked `timing` (they compare speed with the
+reference), which start only when every side job has ended, so nothing else loads the machine while they measure.
+A module moves as one block, so its module fixtures run once.
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+import pytest
+
+from tests._side_jobs import SideJobs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HOSTILE = FIXTURES / "gaming" / "isolation"
@@ -13,3 +29,61 @@ HOSTILE = FIXTURES / "gaming" / "isolation"
 _folders = [p for p in FIXTURES.iterdir() if p.is_dir() and p != HOSTILE.parent]
 _folders += [p for p in HOSTILE.parent.iterdir() if p.is_dir() and p != HOSTILE] if HOSTILE.parent.is_dir() else []
 os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in sorted(_folders)))
+
+# session fixture -> the side job that makes it: MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG)
+SIDE_JOBS = {
+    "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
+    "observability_never": "tests.test_gaming_observability:graded_card:never_alert",
+    "observability_timer": "tests.test_gaming_observability:timer_card",
+    "observability_broken": "tests.test_observability_grader:broken_batch",
+    "observability_slow_handler": "tests.test_observability_grader:smoke_card:slow_handler",
+    "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
+    "adversarial_batch": "tests.test_adversarial:hostile_batch",
+    "interview_course": "tests.test_interviewer:interview_course",
+    "presence_only": "tests.test_datasets:presence_only_comparison",
+}
+
+_jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
+
+
+def _side_job_fixture(name: str):  # type: ignore[no-untyped-def]
+    @pytest.fixture(scope="session", name=name)
+    def fixture() -> object:
+        return _jobs.result(name)
+    return fixture
+
+
+for _name in SIDE_JOBS:
+    globals()[_name] = _side_job_fixture(_name)
+
+
+def _rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("timing"):
+        return 2
+    return 1 if set(item.fixturenames) & set(SIDE_JOBS) else 0
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        rank[module] = max(rank.get(module, 0), _rank(item))
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: collection order within a group
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    for name in sorted({n for item in session.items for n in item.fixturenames if n in SIDE_JOBS}):
+        _jobs.start(name, SIDE_JOBS[name])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("timing"):  # before its fixtures, which may grade
+        _jobs.wait_all()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _jobs.stop()
+    shutil.rmtree(_jobs.folder, ignore_errors=True)

@@ -4,7 +4,10 @@ Process-level attacks run one submission in a `Worker` directly (seconds each); 
 graded through the CLI (network namespace, summary table and summary.csv included) next to a good
 submission, whose score must match its score graded alone, and beside an earlier grade that must survive.
 Serving-lab servers (slowloris, a crash mid-load, malformed SSE) run in the serving host.
-Fixtures: tests/fixtures/adversarial/ (plus the existing rag and serving ones, reused).
+Fixtures: tests/fixtures/adversarial/ (plus the existing rag and serving ones, reused). The agents lab's
+adversarial cases (an agent that writes the desk's database directly, one that patches the grader's audit, one
+that imports the reference, one that hard-codes the public tasks' answers, one that never ends a conversation)
+are graded in the one agents batch of tests/test_agents_grader.py, which grades that lab anyway.
 """
 from __future__ import annotations
 
@@ -252,15 +255,16 @@ def test_a_flood_of_alerts_or_spans_from_the_assistant_is_cut_or_refused() -> No
 # ------------------------------------------------------------------ one hostile batch through the CLI
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The good submission graded alone, then a hostile batch (with the same good one) through `ailab grade`."""
+def hostile_batch(folder: Path) -> dict:
+    """The good submission graded alone, then a hostile batch (with the same good one) through `ailab grade`: a
+    side job (tests/_side_jobs.py), as the batch spends minutes waiting out hanging submissions."""
     from graders.rag.grade import grade
 
     good = ROOT / "tests" / "fixtures" / "rag" / "bm25_only.py"
-    alone = grade(str(good), tmp_path_factory.mktemp("alone"), profile="smoke")[0]
+    alone = grade(str(good), folder / "alone", profile="smoke")[0]
 
-    subs = tmp_path_factory.mktemp("hostile")
+    subs = folder / "hostile"
+    subs.mkdir()
     shutil.copy(good, subs / "good.py")
     for fixture in (FIX / "batch").glob("*.py"):
         shutil.copy(fixture, subs / fixture.name)
@@ -270,7 +274,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     # a gradebook a hostile submission can see (world-readable), holding an earlier grade
     book = Path(tempfile.mkdtemp(prefix="ailab-gradebook-"))
     book.chmod(0o755)
-    shutil.copytree(tmp_path_factory.getbasetemp() / "alone0" / "bm25_only", book / "earlier")
+    shutil.copytree(folder / "alone" / "bm25_only", book / "earlier")
     for p in [book / "earlier", *(book / "earlier").iterdir()]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     before = digest(book / "earlier")
@@ -279,11 +283,15 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     done = subprocess.run([sys.executable, "-m", "graders.cli", "grade", "rag", str(subs), "--out", str(book),
                            "--profile", "smoke"],
                           capture_output=True, text=True, timeout=540, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    result = {"alone": alone, "done": done, "book": book, "before": before, "project": project,
-              "seconds": time.monotonic() - started,
-              "cards": {p.parent.name: json.loads(p.read_text()) for p in book.glob("*/scorecard.json")}}
-    yield result
-    shutil.rmtree(book, ignore_errors=True)
+    return {"alone": alone, "done": done, "book": book, "before": before, "project": project,
+            "seconds": time.monotonic() - started,
+            "cards": {p.parent.name: json.loads(p.read_text()) for p in book.glob("*/scorecard.json")}}
+
+
+@pytest.fixture(scope="module")
+def graded(adversarial_batch: dict) -> Iterator[dict]:
+    yield adversarial_batch
+    shutil.rmtree(adversarial_batch["book"], ignore_errors=True)
 
 
 def _edited_notebook() -> dict:

@@ -11,8 +11,9 @@ Each gaming submission asserts the score it must not get and the reason its scor
   repository (the seed's draw, no nonce), blaming the right component. The grader draws every run's times and
   order afresh, so the guess lands where chance puts it.
 
-Graded once per module on the smoke profile (the one `make demo` grades the examples on): two submissions with
-fresh draws, the timer on one fixed draw (so the test is reproducible; the pure test below covers every draw).
+Graded once per session on the smoke profile (the one `make demo` grades the examples on), each submission in a
+side job of its own: two with fresh draws, the timer on one fixed draw (so the test is reproducible; the pure test
+below covers every draw).
 """
 from __future__ import annotations
 
@@ -65,18 +66,26 @@ def detail(card: Scorecard, part: str) -> str:
     return next(p.detail for p in card.parts if p.name == part)
 
 
+def graded_card(folder: Path, example: str) -> tuple[Scorecard, Path]:
+    """One example graded, and the folder its scorecard and report are in: a side job (tests/_side_jobs.py), as
+    each grade is a minute's scenario that leaves the CPU mostly idle."""
+    (folder / "subs").mkdir()
+    notebook = folder / "subs" / f"{example}.ipynb"
+    notebook.write_text((EXAMPLES / f"{example}.ipynb").read_text())
+    [card] = grade(str(notebook), folder / "out", profile=PROFILE)
+    return card, folder / "out"
+
+
+def timer_card(folder: Path) -> Scorecard:
+    [card] = grade(str(timer_notebook(folder)), folder / "timer", profile=PROFILE, schedule_nonce="gaming-test")
+    return card
+
+
 @pytest.fixture(scope="module")
-def cards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("gaming-observability")
-    subs = root / "subs"
-    subs.mkdir()
-    for name in ("always_alert", "never_alert"):
-        (subs / f"{name}.ipynb").write_text((EXAMPLES / f"{name}.ipynb").read_text())
-    graded = {c.submission: c for c in grade(str(subs), root / "out", profile=PROFILE)}
-    [timer] = grade(str(timer_notebook(root)), root / "timer", profile=PROFILE, schedule_nonce="gaming-test")
-    graded["timer"] = timer
-    graded["_out"] = root / "out"
-    return graded
+def cards(observability_always: tuple[Scorecard, Path], observability_never: tuple[Scorecard, Path],
+          observability_timer: Scorecard) -> dict[str, Any]:
+    return {"always_alert": observability_always[0], "never_alert": observability_never[0],
+            "timer": observability_timer, "_out": observability_always[1]}
 
 
 # ---- graded submissions (smoke profile) -----------------------------------------------------------

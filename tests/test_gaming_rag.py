@@ -33,6 +33,8 @@ from graders.engine.scorecard import Scorecard
 from graders.rag.consistency import judge, overlap
 from graders.rag.loadstream import LoadStream, StreamSettings, build, words
 
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "gaming" / "rag"
 GAMERS = ("cached", "constant", "load_detector", "seen_or_junk")

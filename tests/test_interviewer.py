@@ -117,9 +117,9 @@ def _overlay(folder: Path) -> Path:
     return folder / "hidden"
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("interview")
+def interview_course(work: Path) -> dict:
+    """The course, three submissions, nbgrader's autograde, a grade by hand, `ailab grade --course --hidden` and
+    feedback: a side job (tests/_side_jobs.py), as it spends minutes in nbgrader and grading processes."""
     hidden = _overlay(work)
     root = init_course(work / "course", ["rag"], hidden=hidden)
     for student, example in (("alice", "naive"), ("bob", "naive"), ("carol", "broken")):
@@ -142,6 +142,11 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_nbgrader(root, "generate_feedback", "rag", "--student", "alice", timeout=300)
     cards = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/scorecard.json")}
     return {"root": root, "out": out, "done": done, "cards": cards}
+
+
+@pytest.fixture(scope="module")
+def course(interview_course: dict) -> dict:
+    return interview_course
 
 
 @pytest.mark.slow

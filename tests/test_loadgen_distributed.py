@@ -14,6 +14,8 @@ import pytest
 from graders.engine.loadgen import run_load
 from graders.engine.scoring import latency_summary
 
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
+
 
 class _Search(BaseHTTPRequestHandler):
     served = 0

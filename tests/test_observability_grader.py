@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from graders.engine.labconfig import load_lab
-from graders.engine.scorecard import KEYS
+from graders.engine.scorecard import KEYS, Scorecard
 from graders.observability.grade import grade
 from graders.observability.interface import COMPONENTS
 from graders.observability.system import schedule, workload
@@ -49,6 +49,7 @@ def _card(out: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
     [card] = grade("reference", tmp_path, profile="quick")
     saved = _card(tmp_path, "reference")
@@ -66,14 +67,25 @@ def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
 # Paging everything and paging nothing: tests/test_gaming_observability.py grades the examples (smoke profile).
 
 
-@pytest.mark.slow
-def test_broken_submissions_get_zero_with_a_reason(tmp_path: Path) -> None:
-    subs = tmp_path / "subs"
+def broken_batch(folder: Path) -> dict[str, Scorecard]:
+    """Three broken submissions in one batch on the smoke profile: a side job (tests/_side_jobs.py), as is each
+    smoke grade below (a minute's scenario that leaves the CPU idle)."""
+    subs = folder / "subs"
     subs.mkdir()
     for name in ("crash_at_import", "broken_handler"):
         (subs / f"{name}.py").write_text((FIXTURES / f"{name}.py").read_text())
     (subs / "not_python.py").write_text("def create_handler(:\n")
-    cards = {c.submission: c for c in grade(str(subs), tmp_path / "out", profile="smoke")}
+    return {c.submission: c for c in grade(str(subs), folder / "out", profile="smoke")}
+
+
+def smoke_card(folder: Path, fixture: str) -> Scorecard:
+    [card] = grade(str(FIXTURES / f"{fixture}.py"), folder, profile="smoke")
+    return card
+
+
+@pytest.mark.slow
+def test_broken_submissions_get_zero_with_a_reason(observability_broken: dict[str, Scorecard]) -> None:
+    cards = observability_broken
     assert set(cards) == {"crash_at_import", "broken_handler", "not_python"}
     for card in cards.values():
         assert card.score == 0 and card.errors
@@ -83,16 +95,16 @@ def test_broken_submissions_get_zero_with_a_reason(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_requests_still_running_when_a_phase_ends_are_scored_whole(tmp_path: Path) -> None:
-    [card] = grade(str(FIXTURES / "slow_handler.py"), tmp_path, profile="smoke")
+def test_requests_still_running_when_a_phase_ends_are_scored_whole(observability_slow_handler: Scorecard) -> None:
+    card = observability_slow_handler
     checks = {c["name"]: c for c in card.extras["checks"]}
     assert checks["traces"]["fraction"] == 1.0, checks["traces"]["detail"]
     assert card.metrics["telemetry_conformance"] == 1.0, [c for c in checks.values() if c["fraction"] < 1]
 
 
 @pytest.mark.slow
-def test_a_raising_and_a_hanging_detector_do_not_stop_grading(tmp_path: Path) -> None:
-    [card] = grade(str(FIXTURES / "bad_detectors.py"), tmp_path, profile="smoke")
+def test_a_raising_and_a_hanging_detector_do_not_stop_grading(observability_bad_detectors: Scorecard) -> None:
+    card = observability_bad_detectors
     errors = " ".join(card.errors)
     assert "raises" in errors and "ValueError" in errors
     assert "the detectors stopped" in errors and "did not return within" in errors

@@ -16,6 +16,8 @@ from graders.engine.labconfig import Limits, load_lab
 from graders.engine.scorecard import KEYS, RAG_METRICS, Scorecard
 from graders.rag.grade import LOAD_METRICS, grade, performance
 
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "labs" / "rag" / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "rag"

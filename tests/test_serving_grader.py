@@ -17,6 +17,8 @@ from graders.serving.client import Result, summarize, workload
 from graders.serving.grade import SERVING_METRICS, grade
 from graders.serving.host import load
 
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
+
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
 REF = REPO_ROOT / "reference_systems" / "serving"
 

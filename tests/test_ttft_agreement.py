@@ -9,6 +9,8 @@ import pytest
 from benchmarks.serving import load_lab, server
 from graders.serving.ttft_probe import probe
 
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
+
 
 @pytest.mark.slow
 def test_client_ttft_agrees_with_server_timing_within_2ms():
