@@ -1,12 +1,14 @@
-"""Grading runs that mostly wait on the clock, run side by side in their own processes while other tests run.
+"""Grading runs that mostly wait on the clock, run beside the other tests in processes of their own.
 
 An observability grade is a fixed-length scenario (a minute on the smoke profile) that keeps the CPU mostly
-idle, so grading five of them one after another wastes four minutes of wall time. Each such run is a side job:
-a function `job(folder, *args) -> result` in a test module, named in conftest.py's SIDE_JOBS under the session fixture
-that hands its result to the tests. When the session starts, conftest starts every side job that a selected test
-needs (`python -m tests._side_jobs MODULE:FUNCTION[:ARG...] FOLDER`); the result comes back pickled. Tests that measure
-speed against the reference (`@pytest.mark.timing`) run only after every side job has ended, so nothing else
-loads the machine while they measure.
+idle, so grading six of them one after another wastes minutes of wall time. Each such run is a side job: a
+function `job(folder, *args) -> result` in a test module, named in conftest.py's SIDE_JOBS under the session
+fixture that hands its result to the tests. The jobs run in waves, in a thread of the pytest process: first
+`warm` (the embedding cache and the model that every observability backend loads: on a clean clone, six
+backends embedding the same corpus at once each took over 180 s to start), then the jobs of each wave side by
+side (`python -m tests._side_jobs MODULE:FUNCTION[:ARG...] FOLDER`), a wave when the one before has ended; the
+result comes back pickled. Tests that measure speed against the reference (`@pytest.mark.timing`) run only after
+every side job has ended, so nothing else loads the machine while they measure.
 """
 from __future__ import annotations
 
@@ -15,39 +17,77 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_S = 900  # a side job that runs longer than this is killed and its tests fail with its log
+WARM = "tests._side_jobs:warm"
+
+
+def warm(folder: Path) -> None:
+    """Fill the shared caches the observability backend reads: support-kb's chunk embeddings and the model."""
+    from reference_systems.observability.backend import KnowledgeBase
+    from reference_systems.serving.model import model_dir
+
+    KnowledgeBase(1200, 0.3)
+    model_dir()
 
 
 class SideJobs:
-    """The side jobs of one pytest session: started together, waited on by name."""
+    """The side jobs of one pytest session: run in waves by a thread, waited on by name."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, threading.Event] = {}
+        self.thread: threading.Thread | None = None
+        self.stopped = False
 
-    def start(self, name: str, target: str) -> None:
+    def run(self, waves: list[dict[str, str]]) -> None:
+        """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run."""
+        waves = [wave for wave in waves if wave]
+        for wave in waves:
+            self.started.update({name: threading.Event() for name in wave})
+        if waves:
+            self.thread = threading.Thread(target=self._waves, args=([{"warm": WARM}, *waves],), daemon=True)
+            self.thread.start()
+
+    def _waves(self, waves: list[dict[str, str]]) -> None:
+        for wave in waves:
+            for name, target in wave.items():
+                if not self.stopped:
+                    self.procs[name] = self._start(name, target)
+                self.started.setdefault(name, threading.Event()).set()
+            for name in wave:
+                if name in self.procs:
+                    self._wait(self.procs[name])
+
+    def _start(self, name: str, target: str) -> subprocess.Popen[bytes]:
         out = self.folder / name
         out.mkdir(parents=True)
-        log = open(out / "log.txt", "wb")  # noqa: SIM115 - the child writes it; closed when the job is waited on
-        proc = subprocess.Popen([sys.executable, "-m", "tests._side_jobs", target, str(out)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                                start_new_session=True)
-        log.close()
-        self.running[name] = (proc, time.monotonic())
+        with open(out / "log.txt", "wb") as log:
+            return subprocess.Popen([sys.executable, "-m", "tests._side_jobs", target, str(out)], cwd=ROOT,
+                                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                    start_new_session=True)
 
-    def result(self, name: str) -> Any:
-        """The job's return value, once it has ended; a failed job raises with the end of its log."""
-        proc, started = self.running[name]
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes]) -> None:
         try:
-            proc.wait(timeout=max(1.0, LIMIT_S - (time.monotonic() - started)))
+            proc.wait(timeout=LIMIT_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+    def result(self, name: str) -> Any:
+        """The job's return value, once it has ended; a failed job raises with the end of its log."""
+        self.started[name].wait()
+        if name not in self.procs:
+            raise RuntimeError(f"side job {name} was not started (the session is stopping)")
+        proc = self.procs[name]
+        self._wait(proc)
         out = self.folder / name
         if proc.returncode != 0:
             tail = (out / "log.txt").read_text(errors="replace")[-4000:]
@@ -55,24 +95,25 @@ class SideJobs:
         return pickle.loads((out / "result.pickle").read_bytes())
 
     def wait_all(self) -> None:
-        for proc, started in self.running.values():
-            try:
-                proc.wait(timeout=max(1.0, LIMIT_S - (time.monotonic() - started)))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+        if self.thread is not None:
+            self.thread.join()
 
     def stop(self) -> None:
-        for proc, _ in self.running.values():
+        self.stopped = True
+        for proc in list(self.procs.values()):
             if proc.poll() is None:
                 os.killpg(proc.pid, 9)
                 proc.wait()
+        for event in self.started.values():
+            event.set()
 
 
 def _run(target: str, out: Path) -> None:
     module, function, *args = target.split(":")
+    started = time.monotonic()
     result = getattr(importlib.import_module(module), function)(out, *args)
     (out / "result.pickle").write_bytes(pickle.dumps(result))
+    print(f"[side job] {target} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

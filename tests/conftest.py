@@ -5,8 +5,8 @@ byte-identical to one of them may use it (graders.engine.sandbox_user.VOUCHED_EN
 tests/fixtures/gaming/isolation/ holds submissions that reach for the reference and must be refused, so it is left
 out (and tests/test_gaming_isolation.py grades with the setting removed).
 
-Order and side jobs: grading runs that mostly wait on the clock run as side jobs (tests/_side_jobs.py), started
-when the session starts, each in its own process; SIDE_JOBS names them. Whole modules run in three groups, each
+Order and side jobs: grading runs that mostly wait on the clock run as side jobs (tests/_side_jobs.py), in
+waves from when the session starts, each in its own process; WAVES names them. Whole modules run in three groups, each
 in collection order: first the modules that neither read a side job nor measure speed (they run while the side
 jobs do), then those that read a side job's result, then the modules marked `timing` (they compare speed with the
 reference), which start only when every side job has ended, so nothing else loads the machine while they measure.
@@ -30,18 +30,23 @@ _folders = [p for p in FIXTURES.iterdir() if p.is_dir() and p != HOSTILE.parent]
 _folders += [p for p in HOSTILE.parent.iterdir() if p.is_dir() and p != HOSTILE] if HOSTILE.parent.is_dir() else []
 os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in sorted(_folders)))
 
-# session fixture -> the side job that makes it: MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG)
-SIDE_JOBS = {
-    "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
-    "observability_never": "tests.test_gaming_observability:graded_card:never_alert",
-    "observability_timer": "tests.test_gaming_observability:timer_card",
-    "observability_broken": "tests.test_observability_grader:broken_batch",
-    "observability_slow_handler": "tests.test_observability_grader:smoke_card:slow_handler",
-    "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
-    "adversarial_batch": "tests.test_adversarial:hostile_batch",
-    "interview_course": "tests.test_interviewer:interview_course",
-    "presence_only": "tests.test_datasets:presence_only_comparison",
-}
+# Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
+# session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
+# wait, so they share a wave; the others keep a core busy, so they take one at a time.
+WAVES: list[dict[str, str]] = [
+    {
+        "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
+        "observability_never": "tests.test_gaming_observability:graded_card:never_alert",
+        "observability_timer": "tests.test_gaming_observability:timer_card",
+        "observability_broken": "tests.test_observability_grader:broken_batch",
+        "observability_slow_handler": "tests.test_observability_grader:smoke_card:slow_handler",
+        "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
+    },
+    {"adversarial_batch": "tests.test_adversarial:hostile_batch"},
+    {"interview_course": "tests.test_interviewer:interview_course"},
+    {"presence_only": "tests.test_datasets:presence_only_comparison"},
+]
+SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
@@ -74,8 +79,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
-    for name in sorted({n for item in session.items for n in item.fixturenames if n in SIDE_JOBS}):
-        _jobs.start(name, SIDE_JOBS[name])
+    needed = {name for item in session.items for name in item.fixturenames if name in SIDE_JOBS}
+    _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES])
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -203,7 +203,8 @@ def test_the_desks_databases_are_out_of_reach_even_of_the_graders_own_user(tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "refused"), [
     ("agents_import_star", "import of reference_systems.agents.submission"),
-    ("agents_forged_audit", "import of reference_systems.agents)"),  # graders.agents.runner imports it
+    # graders.agents.runner imports the desk's world and policy model: the first of them is refused
+    ("agents_forged_audit", "import of reference_systems.agents"),
 ])
 def test_reaching_for_the_reference_or_the_graders_audit_is_flagged_and_zeroed(
         batch: dict[str, dict], name: str, refused: str) -> None:
