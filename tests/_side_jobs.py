@@ -41,6 +41,9 @@ class SideJobs:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        # the environment as the session starts: a test that monkeypatches os.environ (one removes the trusted
+        # fixtures' setting) must not change what a job started during it sees
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, threading.Event] = {}
         self.thread: threading.Thread | None = None
@@ -70,7 +73,7 @@ class SideJobs:
         out.mkdir(parents=True)
         with open(out / "log.txt", "wb") as log:
             return subprocess.Popen([sys.executable, "-m", "tests._side_jobs", target, str(out)], cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                    stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
 
     @staticmethod
