@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+from graders.engine.cluster_task import grading_process
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
@@ -54,7 +54,7 @@ def grade(subs: Path, out: Path, profile: str, *extra: str, kill: str | None = N
         killed: dict[str, int] = {}
         while cli.poll() is None:
             if kill and not killed:
-                grading = _grading_process(kill)
+                grading = grading_process(kill)
                 if grading is not None and time.time() - grading.create_time() > 5:
                     worker = grading.parent()
                     if worker is not None and worker.pid != cli.pid:
@@ -66,18 +66,6 @@ def grade(subs: Path, out: Path, profile: str, *extra: str, kill: str | None = N
             "cards": {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/scorecard.json")},
             "scorecards": sorted(p.parent.name for p in out.glob("**/scorecard.json")),
             "markers": sorted(json.loads(p.read_text())["submission"] for p in (out / ".done").glob("*.json"))}
-
-
-def _grading_process(name: str) -> psutil.Process | None:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "graders.engine.cluster_task" in cmd:
-            try:
-                if json.loads(Path(cmd[cmd.index("graders.engine.cluster_task") + 1]).read_text())["name"] == name:
-                    return proc
-            except (OSError, ValueError, IndexError):
-                continue
-    return None
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from graders.engine.cluster_task import grading_process
 from graders.engine.netns import unavailable
 
 pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
@@ -83,19 +84,6 @@ def sequential(batch: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return {c.submission: c.to_json() for c in cards}
 
 
-def _grading_process(name: str) -> psutil.Process | None:
-    """The grading process (graders.engine.cluster_task) of submission `name`, if one runs."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "graders.engine.cluster_task" in cmd:
-            try:
-                if json.loads(Path(cmd[cmd.index("graders.engine.cluster_task") + 1]).read_text())["name"] == name:
-                    return proc
-            except (OSError, ValueError, IndexError):
-                continue
-    return None
-
-
 @pytest.fixture(scope="module")
 def clustered(batch: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The batch on a local 2-worker cluster; the worker grading `naive` is killed (SIGKILL) 3 s into that grade."""
@@ -107,7 +95,7 @@ def clustered(batch: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     try:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and cli.poll() is None and not killed:
-            grading = _grading_process("naive")
+            grading = grading_process("naive")
             if grading is not None and time.time() - grading.create_time() > 3:
                 worker = grading.parent()
                 assert worker is not None and worker.pid != cli.pid

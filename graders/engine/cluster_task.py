@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from graders.engine import netns
 from graders.engine.scorecard import Scorecard
 from graders.engine.sandbox_user import _die_with_parent
@@ -112,6 +114,20 @@ def _sweep_dead_tasks() -> None:
         pid = folder.name[len(TASK_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def grading_process(name: str) -> psutil.Process | None:
+    """The grading process this module runs for submission `name` on this machine, if one runs (its first argument
+    is the task's spec file, which names the submission): what a test or benchmark kills to stand for a failure."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "graders.engine.cluster_task" in cmd:
+            try:
+                if json.loads(Path(cmd[cmd.index("graders.engine.cluster_task") + 1]).read_text())["name"] == name:
+                    return proc
+            except (OSError, ValueError, IndexError):
+                continue
+    return None
 
 
 def main(argv: list[str]) -> int:
