@@ -139,15 +139,25 @@ def test_the_hidden_split_and_the_graders_environment_and_memory_cannot_be_read(
 def test_writes_to_the_project_the_cache_and_other_folders_are_refused(tmp_path: Path) -> None:
     from graders.paths import cache_dir
 
+    shared_cache = cache_dir() / "embeddings" / "all-MiniLM-L6-v2.sqlite"
+    canary = cache_dir() / "embeddings" / "canary-write-test.bin"  # the cache folder's rules, on a file only we write
     targets = [ROOT / "graders" / "rag" / "metrics.py", ROOT / "PWNED.txt", ROOT / ".venv" / "bin" / "python",
-               cache_dir() / "embeddings" / "all-MiniLM-L6-v2.sqlite", tmp_path / "out.txt", Path("/etc/passwd")]
-    targets[3].parent.mkdir(parents=True, exist_ok=True)  # on a cold cache (a clean clone) the file is not there yet:
-    targets[3].touch(exist_ok=True)                       # an empty file is an empty SQLite database
-    before = {p: p.read_bytes() for p in targets if p.exists()}
-    with hostile("write_files") as w:
-        outcomes = w.call("tokenize", 10, text=json.dumps([str(p) for p in targets]))
-    assert outcomes == ["DENIED PermissionError"] * len(targets)
-    assert {p: p.read_bytes() for p in targets if p.exists()} == before and not (ROOT / "PWNED.txt").exists()
+               shared_cache, canary, tmp_path / "out.txt", Path("/etc/passwd")]
+    shared_cache.parent.mkdir(parents=True, exist_ok=True)  # on a cold cache (a clean clone) the file is not there
+    shared_cache.touch(exist_ok=True)                        # yet: an empty file is an empty SQLite database
+    canary.write_bytes(b"written by the grader")
+    # the side jobs (tests/_side_jobs.py) embed into the shared cache while this runs, so its bytes are not compared
+    # (its refusal is in `outcomes`); the canary beside it stands for it
+    compared = [p for p in targets if p != shared_cache]
+    before = {p: p.read_bytes() for p in compared if p.exists()}
+    try:
+        with hostile("write_files") as w:
+            outcomes = w.call("tokenize", 10, text=json.dumps([str(p) for p in targets]))
+        assert outcomes == ["DENIED PermissionError"] * len(targets)
+        after = {p: p.read_bytes() for p in compared if p.exists()}
+        assert after == before and not (ROOT / "PWNED.txt").exists()
+    finally:
+        canary.unlink(missing_ok=True)
 
 
 @pytest.mark.slow
