@@ -48,6 +48,8 @@ class SideJobs:
         self.started: dict[str, threading.Event] = {}
         self.thread: threading.Thread | None = None
         self.stopped = False
+        self.t0 = time.monotonic()
+        self.timeline: list[tuple[str, float, float]] = []  # (what, start s, end s) from the session's start
 
     def run(self, waves: list[dict[str, str]]) -> None:
         """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run."""
@@ -60,6 +62,7 @@ class SideJobs:
 
     def _waves(self, waves: list[dict[str, str]]) -> None:
         for wave in waves:
+            started = time.monotonic() - self.t0
             for name, target in wave.items():
                 if not self.stopped:
                     self.procs[name] = self._start(name, target)
@@ -67,6 +70,7 @@ class SideJobs:
             for name in wave:
                 if name in self.procs:
                     self._wait(self.procs[name])
+            self.timeline.append((", ".join(wave), started, time.monotonic() - self.t0))
 
     def _start(self, name: str, target: str) -> subprocess.Popen[bytes]:
         out = self.folder / name
@@ -98,8 +102,17 @@ class SideJobs:
         return pickle.loads((out / "result.pickle").read_bytes())
 
     def wait_all(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
+        if self.thread is None:
+            return
+        started = time.monotonic() - self.t0
+        self.thread.join()
+        if not any(what.startswith("timing tests") for what, _, _ in self.timeline):
+            self.timeline.append(("timing tests start (waiting for the waves until the end)", started,
+                                  time.monotonic() - self.t0))
+
+    def summary(self) -> list[str]:
+        """One line per wave (and the timing group's wait), in seconds from the session's start."""
+        return [f"{start:7.0f} s – {end:6.0f} s  {what}" for what, start, end in self.timeline]
 
     def stop(self) -> None:
         self.stopped = True

@@ -89,6 +89,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _jobs.wait_all()
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _jobs.timeline:
+        terminalreporter.write_sep("-", "side jobs (tests/_side_jobs.py)")
+        for line in _jobs.summary():
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _jobs.stop()
     shutil.rmtree(_jobs.folder, ignore_errors=True)
