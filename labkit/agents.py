@@ -57,7 +57,7 @@ def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, faul
     from graders.agents import upstream
     from graders.agents.desk import Desk
     from graders.agents.host import BucketExporter
-    from graders.agents.runner import trace_checks
+    from graders.agents.runner import model_rules, trace_checks
     from reference_systems.agents import world
 
     raw = _lab()
@@ -87,7 +87,8 @@ def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, faul
             desk.close(opened)
             state = desk.world.end_state(opened.token)
             usage, stats = desk.model.usage[opened.token], desk.world.stats(opened.token)
-            why, violations = world.check(task, state), desk.world.audit(opened.token)
+            why = world.check(task, state) + model_rules(usage.calls, usage.proposed, stats["log"])
+            violations = desk.world.audit(opened.token)
             out.append({"task": task.id, "kind": task.kind, "ok": not why and not violations and not error,
                         "why": why, "violations": violations, "error": error, "result": result, "state": state,
                         "seconds": time.perf_counter() - started, "input_tokens": usage.input_tokens,

@@ -160,6 +160,28 @@ def test_writes_to_the_project_the_cache_and_other_folders_are_refused(tmp_path:
         canary.unlink(missing_ok=True)
 
 
+@needs_sandbox_user
+@pytest.mark.slow
+def test_a_paused_submission_does_no_background_work_while_the_reference_is_measured() -> None:
+    """The graders pause the candidate (every process of its uid) around each reference round (rag, serving and
+    agents load rounds), so a CPU burner it left running cannot slow the reference down."""
+    with hostile("background_burn") as w:
+        assert w.call("tokenize", 10, text="go") == ["started"]
+        beats = w.scratch / "beats.txt"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not beats.exists() or beats.stat().st_size < 100):
+            time.sleep(0.05)
+        with w.paused():
+            stopped = time.monotonic() + 0.2  # signals land asynchronously
+            time.sleep(1.5)
+            resumed = time.monotonic()
+        time.sleep(0.5)
+        times = [float(x) for x in beats.read_text().split("\n")[:-1]]  # the last line may be half written
+    assert any(t < stopped for t in times), "it ran before the pause"
+    assert [t for t in times if stopped < t < resumed] == [], "a heartbeat while the submission was paused"
+    assert any(t > resumed for t in times), "it runs again after the pause"
+
+
 @pytest.mark.slow
 def test_a_process_that_ignores_sigterm_is_still_killed() -> None:
     with hostile("ignore_sigterm") as w:

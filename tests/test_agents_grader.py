@@ -2,7 +2,8 @@
 127.0.0.1 — the reference, naive and broken examples, and the lab's adversarial cases (issue #13): an agent that
 hard-codes the public tasks' answers, one that never ends a conversation, one that writes the expected end state
 straight into the desk's database, one that imports the reference's agent and one that patches the grader's
-audit (the last two from tests/fixtures/gaming/isolation, never vouched for); plus fast tests of the world, the
+audit (the last two from tests/fixtures/gaming/isolation, never vouched for), one of rules that never asks the
+model, and one that replies with every possible answer; plus fast tests of the world, the
 policy model and the lab's configuration, and the database writer run in the desk's own process (what an agent
 running as the grader's user could reach)."""
 from __future__ import annotations
@@ -57,6 +58,29 @@ def test_tasks_are_seeded_and_checked_on_the_end_state() -> None:
     done = {**empty, "refunds": t.expected.refunds, "ticket": "resolved",
             "messages": [" ".join(t.expected.reply_contains)]}
     assert world.check(t, done) == []
+    status = next(t for t in a if t.kind == "order_status")
+    right = f"Your order is {status.expected.reply_contains[0]}."
+    told = {**empty, "ticket": "resolved", "messages": [right]}
+    assert world.check(status, told) == []
+    every = "Your order is processing, shipped, out for delivery or delivered."
+    assert world.check(status, {**told, "messages": [every]}) == [
+        f"the replies also say {', '.join(status.expected.reply_contradicts)}: one answer, not a list of guesses"]
+    # a wrong answer as part of a longer number is not a second answer ("5%" in "15%", "4.99" in "14.99")
+    discount = next(t for t in a if t.kind == "discount")
+    pct = discount.expected.reply_contains[0]
+    assert "5%" in discount.expected.reply_contradicts or pct == "5%"
+    assert world.check(discount, {**empty, "discounts": discount.expected.discounts, "ticket": "resolved",
+                                  "messages": [f"I have applied a {pct} discount."]}) == []
+
+
+def test_money_moves_only_on_the_models_proposal() -> None:
+    from graders.agents.runner import model_rules
+
+    log = [{"tool": "get_order"}, {"tool": "issue_refund"}, {"tool": "send_message"}]
+    assert model_rules(3, {"get_order", "issue_refund", "send_message"}, log) == []
+    assert model_rules(2, {"get_order"}, log + [{"tool": "escalate"}]) == [
+        "called issue_refund though the model never proposed it"]
+    assert model_rules(0, set(), log)[0].startswith("answered without consulting the model")
 
 
 def _answers(*seeds: str) -> dict[str, dict]:
@@ -119,7 +143,8 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     shutil.copy(REPO_ROOT / "reference_systems" / "agents" / "submission.py", subs / "reference.py")
     for name in ("naive", "broken"):
         shutil.copy(LAB / "examples" / f"{name}.ipynb", subs / f"{name}.ipynb")
-    shutil.copy(FIXTURES / "endless.py", subs / "endless.py")
+    for name in ("endless", "rules_only", "spray"):
+        shutil.copy(FIXTURES / f"{name}.py", subs / f"{name}.py")
     _hardcoded(subs / "hardcoded.py")
     _direct_db(subs / "direct_db.py")
     for name in ("agents_import_star", "agents_forged_audit"):
@@ -166,6 +191,16 @@ def test_hardcoded_public_answers_do_not_pass_the_graded_tasks(batch: dict[str, 
     assert hard["metrics"]["pass_k"] == 0
     assert hard["score"] <= 5, hard["parts"]
     assert "pass^" in parts(hard)["task_success"]["detail"]
+
+
+@pytest.mark.slow
+def test_rules_without_the_model_and_replies_with_every_answer_earn_nothing(batch: dict[str, dict]) -> None:
+    """Graded on smoke before the model rules and the one-answer check: 97.0 (at no token cost) and 38.1."""
+    rules, spray = batch["rules_only"], batch["spray"]
+    assert rules["score"] <= 2 and rules["metrics"]["pass_k"] == 0, rules["parts"]
+    assert any("answered without consulting the model" in e for e in rules["errors"]), rules["errors"]
+    assert spray["score"] <= 2 and spray["metrics"]["pass_k"] == 0, spray["parts"]
+    assert any("one answer, not a list of guesses" in e for e in spray["errors"]), spray["errors"]
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import json
 import secrets
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ class Outcome:
         resolved = [r for r in runs if r.ok]
         cost = sum(r.input_tokens * float(prices.get("input_usd_per_1m", 0)) +
                    r.output_tokens * float(prices.get("output_usd_per_1m", 0)) for r in runs) / 1e6
-        made = [r for r in runs if r.escalated]
+        # an escalation counts where the agent consulted the model (graders.agents.runner.model_rules)
+        made = [r for r in runs if r.escalated and r.model_calls]
         expected = [r for r in runs if r.expected_escalation]
         faulted = [r for r in runs if r.faults]
         turns = [r.seconds * 1e3 for r in resolved]
@@ -99,7 +101,8 @@ class Outcome:
             "success_rate": len(resolved) / len(self.runs) if self.runs else 0.0,
             "violations": float(sum(len(r.violations) for r in runs)),
             "escalation_precision": sum(r.expected_escalation for r in made) / len(made) if made else 1.0,
-            "escalation_recall": sum(r.escalated for r in expected) / len(expected) if expected else 1.0,
+            "escalation_recall": sum(bool(r.escalated and r.model_calls) for r in expected) / len(expected)
+                                 if expected else 1.0,
             "escalations_made": float(len(made)),
             "cost_usd": cost,
             "cost_per_resolved_usd": cost / len(resolved) if resolved else float("inf"),
@@ -148,8 +151,9 @@ def run_all(cand: Worker, ctx: Context, name: str) -> tuple[Outcome, Outcome]:
         for who, w, out in (("candidate", cand, outcomes[0]), ("reference", ctx.reference, outcomes[1])):
             log(f"{name}: round {rep + 1}/{len(ctx.seeds)}: {len(ctx.tasks)} conversations on the {who}, "
                 f"{ctx.run['concurrency']} at once ...")
-            rnd = runner.run_round(w, ctx.desk, ctx.tasks, rep, seed, int(ctx.run["concurrency"]), deadline,
-                                   model_name, cutoffs if w is cand else None)
+            with cand.paused() if w is not cand else nullcontext():  # its background work cannot load the reference
+                rnd = runner.run_round(w, ctx.desk, ctx.tasks, rep, seed, int(ctx.run["concurrency"]), deadline,
+                                       model_name, cutoffs if w is cand else None)
             out.runs += rnd.runs
             out.seconds.append(rnd.seconds)
     return outcomes
@@ -164,7 +168,8 @@ def score(card: Scorecard, ctx: Context, cand: Outcome | None, ref: Outcome | No
     card.metrics = clean_metrics(c, METRICS)
     card.reference = {"metrics": clean_metrics(r, METRICS)}
     share = min(1.0, c["success_rate"] / r["success_rate"]) if r["success_rate"] > 0 else 0.0
-    first_error = next((x.error for x in cand.runs if x.error), "")
+    first_error = next((x.error for x in cand.runs if x.error), "") or next(
+        (f"{x.task}: {'; '.join(x.why)}" for x in cand.runs if x.why and not x.skipped), "")
     if share == 0 and first_error:
         card.errors.insert(0, f"no conversation ended right; e.g. {first_error}")
     if ctx.upstream is not None and r["success_rate"] < 0.5:  # a model that cannot do the job fails both sides

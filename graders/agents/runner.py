@@ -105,6 +105,23 @@ def trace_checks(spans: list[dict[str, Any]], calls: int, tokens: tuple[int, int
     }
 
 
+# Money moves only on the model's proposal: the agent's code validates, repairs and guards what the model proposes
+# (it may look things up, escalate and word the reply itself), but an agent that refunds or discounts on rules of
+# its own, or answers without the model at all, shows none of the orchestration the lab grades.
+MODEL_DECIDES = ("issue_refund", "apply_discount")
+
+
+def model_rules(calls: int, proposed: set[str], tool_log: list[dict[str, Any]]) -> list[str]:
+    """Why a conversation's outcome is not the agent's orchestration of the model (empty: it is)."""
+    why = []
+    if calls == 0:
+        why.append("answered without consulting the model (the lab grades orchestrating the model's proposals)")
+    unproposed = sorted({e["tool"] for e in tool_log if e["tool"] in MODEL_DECIDES} - proposed)
+    if unproposed:
+        why.append(f"called {', '.join(unproposed)} though the model never proposed it")
+    return why
+
+
 def converse(worker: Worker, desk: Desk, task: Task, rep: int, seed: int, deadline_s: float, model_name: str,
              cutoffs: Cutoffs | None) -> Run:
     run = Run(task.id, task.kind, rep, expected_escalation=task.expected.escalated)
@@ -136,12 +153,12 @@ def converse(worker: Worker, desk: Desk, task: Task, rep: int, seed: int, deadli
     desk.close(opened)
     try:
         state = desk.world.end_state(opened.token)
-        run.why = world.check(task, state)
         run.violations = desk.world.audit(opened.token)
         run.escalated = bool(state["escalations"])
         stats = desk.world.stats(opened.token)
         run.tool_calls, run.faults = stats["tool_calls"], stats["faults"]
         usage = desk.model.usage[opened.token]
+        run.why = world.check(task, state) + model_rules(usage.calls, usage.proposed, stats["log"])
         run.model_calls, run.input_tokens, run.output_tokens = usage.calls, usage.input_tokens, usage.output_tokens
         run.usage_estimated = getattr(desk.model, "estimated", {}).get(opened.token, 0)
         if reply.get("ok") and isinstance(reply.get("spans"), list):

@@ -187,11 +187,14 @@ class UpstreamModel:
         usage: Any = payload.get("usage")
         estimated = not (isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int)
                          and isinstance(usage.get("completion_tokens"), int))
+        try:
+            message = payload["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            message = None
         if estimated:
             try:
-                message = payload["choices"][0]["message"]
-                out = message.get("content") or message.get("tool_calls") or ""
-            except (KeyError, IndexError, TypeError, AttributeError):
+                out = message.get("content") or message.get("tool_calls") or ""  # type: ignore[union-attr]
+            except AttributeError:
                 out = ""
             prompt = count_tokens(body["messages"]) + count_tokens(body.get("tools") or [])
             usage = payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": count_tokens(out),
@@ -199,11 +202,7 @@ class UpstreamModel:
         with self.lock:
             if token in self.closed or token not in self.usage:
                 return 410, {"error": {"message": "this conversation is over"}}
-            counted = self.usage[token]
-            counted.calls += 1
-            counted.input_tokens += int(usage["prompt_tokens"])
-            counted.output_tokens += int(usage["completion_tokens"])
-            counted.per_call.append((int(usage["prompt_tokens"]), int(usage["completion_tokens"])))
+            self.usage[token].add(int(usage["prompt_tokens"]), int(usage["completion_tokens"]), message)
             self.estimated[token] += estimated
         return 200, payload
 

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ import httpx
 from graders.engine import guard
 from graders.paths import cache_dir
 from graders.engine.sandbox_user import (NPROC, _become, _die_with_parent, _is_trusted, _kill_user, _merge_cache,
-                                         _open_model_cache, _sweep_tmp, can_hide_repo, mount_plan, sandbox_identity,
-                                         sees_reference)
+                                         _open_model_cache, _signal_user, _sweep_tmp, can_hide_repo, mount_plan,
+                                         sandbox_identity, sees_reference)
 
 MAX_READBACK = 1024 * 1024  # bytes of worker stderr/stdout ever read back
 MAX_REPLY = 64 * 1024 * 1024  # bytes of one reply from a submission's process
@@ -301,6 +303,27 @@ class Worker:
                 _kill_user(self.identity[0])
         if hasattr(self, "log") and not self.log.closed:
             self.log.close()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The submission stopped (SIGSTOP) while the block runs, then continued: while the reference is measured,
+        work a submission leaves running in the background (a CPU burner, a child that left the process group)
+        cannot slow the reference down and so lift the candidate's ratios."""
+        self._signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.identity is not None and self.identity[2]:  # its own uid: the children that left the group too
+            _signal_user(self.identity[0], sig)
 
     def read_refusals(self) -> list[str]:
         """What the guard has refused this worker's process so far (one line each, first MAX_REFUSALS_READ bytes)."""

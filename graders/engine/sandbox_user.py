@@ -226,23 +226,28 @@ def _open_model_cache() -> None:
                 pass
 
 
-def _kill_user(uid: int) -> None:
-    """SIGKILL every process running as `uid`: kill(-1) sent as that user reaches exactly its own processes."""
+def _signal_user(uid: int, sig: int) -> None:
+    """Send `sig` to every process running as `uid`: kill(-1) sent as that user reaches exactly its own processes."""
     def as_uid() -> None:
         os.setgroups([])
         os.setgid(NOGROUP)
         os.setuid(uid)
         try:
-            os.kill(-1, signal.SIGKILL)
+            os.kill(-1, sig)
         except ProcessLookupError:
             pass
         os._exit(0)
 
+    try:
+        subprocess.run(["/bin/true"], preexec_fn=as_uid, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _kill_user(uid: int) -> None:
+    """SIGKILL every process running as `uid`."""
     for attempt in range(20):  # SIGKILL lands asynchronously; a fork racing one kill is caught by the next
-        try:
-            subprocess.run(["/bin/true"], preexec_fn=as_uid, timeout=10, check=False)
-        except (OSError, subprocess.SubprocessError):
-            pass
+        _signal_user(uid, signal.SIGKILL)
         time.sleep(0.05 * (attempt + 1))
         if not _uid_in_use(uid):
             return

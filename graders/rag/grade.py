@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -150,9 +151,10 @@ def load_rounds(cand: Worker, ctx: Context, cand_run: Run, label: str) -> None:
                     continue
                 log(f"{label}: load round {r + 1}/{profile.rounds} on the {who} ({profile.users} users, "
                     f"{profile.load_seconds:.0f} s)")
-                out = run_load(worker.url, texts[run.cursor:], seconds=profile.load_seconds, users=profile.users,
-                               spawn_rate=profile.spawn_rate, k=profile.k, workdir=Path(workdir), label=f"{who}-{r}",
-                               workers=profile.workers, stream=True)
+                with cand.paused() if worker is not cand else nullcontext():
+                    out = run_load(worker.url, texts[run.cursor:], seconds=profile.load_seconds, users=profile.users,
+                                   spawn_rate=profile.spawn_rate, k=profile.k, workdir=Path(workdir),
+                                   label=f"{who}-{r}", workers=profile.workers, stream=True)
                 run.samples.extend([*s[:3], s[3] + run.cursor, s[4]] for s in out["samples"])
                 run.cursor += int(out["next"])
                 run.load_seconds += out["seconds"]

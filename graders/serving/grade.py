@@ -208,7 +208,8 @@ def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
     for rate in ctx.requests:
         for who, w, load in (("candidate", cand, loads[0]), ("reference", ctx.reference, loads[1])):
             log(f"{name}: {len(ctx.requests[rate])} requests at {rate:g}/s for {profile.duration_s:g} s on the {who} ...")
-            load_one_rate(w.url, ctx, rate, load, remote.drive_options(w))
+            with cand.paused() if w is not cand else contextlib.nullcontext():  # its background work cannot load the reference
+                load_one_rate(w.url, ctx, rate, load, remote.drive_options(w))
     return loads
 
 

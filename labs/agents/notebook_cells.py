@@ -378,7 +378,10 @@ Put it together in `SupportAgent.handle(conversation, tools, model)`, inside one
    the reason, tell the customer) rather than loop.
 
 The test runs your agent on eight public tasks against a local desk (`labkit.agents.run_local`): every one must end
-with the right database state and no policy violation.
+with the right database state and no policy violation. A conversation counts only as the model's, orchestrated:
+one answered without asking the model, or a refund or discount the model never proposed, does not count (your code
+may look things up, escalate and word the reply itself). A reply gives one answer: one that also names the other
+order statuses, return windows or discounts fails.
 
 <details><summary>Hints</summary>
 

@@ -64,6 +64,19 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     per_call: list[tuple[int, int]] = field(default_factory=list)
+    proposed: set[str] = field(default_factory=set)  # the tools the completions proposed, by name
+
+    def add(self, prompt_tokens: int, completion_tokens: int, message: Any) -> None:
+        """Count one completion (under the caller's lock) and note the tools its message proposes."""
+        self.calls += 1
+        self.input_tokens += prompt_tokens
+        self.output_tokens += completion_tokens
+        self.per_call.append((prompt_tokens, completion_tokens))
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                self.proposed.add(function["name"])
 
 
 @dataclass
@@ -307,13 +320,8 @@ class PolicyModel:
         prompt_tokens = count_tokens(messages) + count_tokens(body.get("tools") or [])
         completion_tokens = count_tokens(message["content"] or message["tool_calls"])
         with self.lock:
-            usage.calls += 1
-            usage.input_tokens += prompt_tokens
-            usage.output_tokens += completion_tokens
-            usage.per_call.append((prompt_tokens, completion_tokens))
-            self.total.calls += 1
-            self.total.input_tokens += prompt_tokens
-            self.total.output_tokens += completion_tokens
+            usage.add(prompt_tokens, completion_tokens, message)
+            self.total.add(prompt_tokens, completion_tokens, message)
         finish = "tool_calls" if message["tool_calls"] else "stop"
         return 200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion", "created": int(time.time()),

@@ -385,4 +385,8 @@ def check(task: Task, state: dict[str, Any]) -> list[str]:
     missing = [w for w in exp.reply_contains if w.lower() not in replies]
     if missing:
         why.append(f"no reply saying {', '.join(missing)}")
+    # a reply that lists every possible answer holds the right one too: the customer was told one answer, or none
+    hedged = [w for w in exp.reply_contradicts if re.search(rf"(?<![\w.]){re.escape(w.lower())}(?![\w])", replies)]
+    if hedged:
+        why.append(f"the replies also say {', '.join(hedged)}: one answer, not a list of guesses")
     return why
