@@ -32,7 +32,7 @@ os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in 
 
 # Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
 # session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
-# wait, so they share a wave, or join one whose job keeps a core busy; those take one at a time.
+# wait, so they share a wave; the others keep a core busy, so they take one at a time.
 WAVES: list[dict[str, str]] = [
     {
         "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
@@ -43,9 +43,7 @@ WAVES: list[dict[str, str]] = [
         "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
     },
     {"adversarial_batch": "tests.test_adversarial:hostile_batch"},
-    # the observability reference's quick scenario (150 s) keeps about 0.4 of a core busy: beside the course
-    {"interview_course": "tests.test_interviewer:interview_course",
-     "observability_reference_quick": "tests.test_observability_grader:reference_quick"},
+    {"interview_course": "tests.test_interviewer:interview_course"},
     {"presence_only": "tests.test_datasets:presence_only_comparison"},
 ]
 SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}

@@ -48,18 +48,11 @@ def _card(out: Path, name: str) -> dict:
     return card
 
 
-def reference_quick(folder: Path) -> tuple[Scorecard, dict, str]:
-    """The reference on the quick profile: a side job (tests/_side_jobs.py). Its 150 s scenario keeps about 0.4 of
-    a core busy (72 CPU-seconds in 163 s graded alone), and the lab scores absolutely (no reference rounds to
-    compare speed with), so it runs beside the interviewer's course instead of alone among the timing tests."""
-    [card] = grade("reference", folder, profile="quick")
-    return card, _card(folder, "reference"), (folder / "reference" / "report.html").read_text()
-
-
 @pytest.mark.slow
-def test_reference_scores_high_on_the_quick_profile(
-        observability_reference_quick: tuple[Scorecard, dict, str]) -> None:
-    card, saved, page = observability_reference_quick
+@pytest.mark.timing
+def test_reference_scores_high_on_the_quick_profile(tmp_path: Path) -> None:
+    [card] = grade("reference", tmp_path, profile="quick")
+    saved = _card(tmp_path, "reference")
     assert saved["score"] == card.score >= 95, card.parts
     m = saved["metrics"]
     assert m["detection_recall"] == 1.0 and m["root_cause_accuracy"] >= 6 / 7
@@ -67,6 +60,7 @@ def test_reference_scores_high_on_the_quick_profile(
     assert card.extras["chance"]["window_share"] < 0.35 and card.extras["chance"]["credit"] == 1.0
     assert m["telemetry_conformance"] == 1.0, [c for c in card.extras["checks"] if c["fraction"] < 1]
     assert m["instrumentation_overhead_ratio"] < 1.15
+    page = (tmp_path / "reference" / "report.html").read_text()
     assert "data:image/png;base64" in page and "retriever_latency" in page
 
 
