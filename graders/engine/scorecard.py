@@ -102,7 +102,7 @@ def environment(**extra: Any) -> dict[str, Any]:
     import os
 
     versions = {}
-    for package in ("faiss-cpu", "torch", "locust", "sentence-transformers", "bm25s", "ir-measures", "nbgrader"):
+    for package in ("faiss-cpu", "torch", "locust", "tokenizers", "bm25s", "ir-measures", "nbgrader"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -1,6 +1,6 @@
 """Query and sentence embedding for the reference system, safe to call from many threads.
 
-Hugging Face fast tokenizers raise "Already borrowed" when two threads use one at the same
+Hugging Face's `tokenizers` raise "Already borrowed" when two threads use one at the same
 time, so every call into the shared MiniLM model goes through one lock. Queries skip the
 on-disk cache (a SQLite write per request would dominate a 10 ms search under load).
 """
@@ -19,8 +19,7 @@ ENCODE_LOCK = threading.Lock()
 def embed_query(text: str) -> np.ndarray:
     model = embeddings.model()
     with ENCODE_LOCK:
-        vec = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
-    return np.asarray(vec[0], dtype=np.float32)
+        return model.encode([text])[0]
 
 
 def embed_texts(texts: Sequence[str], progress: bool = False) -> np.ndarray:
