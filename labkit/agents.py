@@ -76,7 +76,7 @@ def run_local(create_agent: Callable[[AgentConfig], Any], n_tasks: int = 8, faul
             tools = Tools(desk.url, opened.token, desk.schemas, http)
             client = openai.OpenAI(base_url=f"{desk.url}/v1", api_key="local", max_retries=0,
                                    default_headers={SESSION_HEADER: opened.token},
-                                   http_client=http)  # type: ignore[arg-type]
+                                   http_client=http)
             started, error = time.perf_counter(), ""
             with tracer.start_as_current_span("ailab.conversation") as root:
                 try:

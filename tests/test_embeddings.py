@@ -16,8 +16,8 @@ def texts() -> list[str]:
     from pydoc_data.topics import topics
 
     paragraphs = [" ".join(p.split()) for _, text in sorted(topics.items()) for p in text.split("\n\n")]
-    varied = [p for p in paragraphs if p][:40]
-    long = " ".join(paragraphs[:200])  # far past 256 tokens: both must truncate the same way
+    varied = [p for p in paragraphs if p][:12]
+    long = " ".join(paragraphs[:60])  # far past 256 tokens: both must truncate the same way
     return varied + [long, "", "a", "Ünïcödé façade — naïve café", "ERROR 504 upstream timed out!!", "x " * 300]
 
 

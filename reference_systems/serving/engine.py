@@ -81,7 +81,7 @@ class Engine:
         self.model_dir = Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype).eval()
-        self.model.to(self.device)  # type: ignore[arg-type]  # transformers' stubs wrap .to
+        self.model.to(self.device)
         cfg = self.model.config
         self.eos_id: int = cfg.eos_token_id
         self.vocab_size: int = cfg.vocab_size

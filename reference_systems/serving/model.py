@@ -75,7 +75,7 @@ def build(out_dir: Path, params: ModelParams = ModelParams()) -> Path:
     """Build tokenizer + model into `out_dir` (created; must not exist yet). Deterministic."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast  # type: ignore[attr-defined]
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=False)
