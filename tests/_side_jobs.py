@@ -51,12 +51,14 @@ class SideJobs:
         self.t0 = time.monotonic()
         self.timeline: list[tuple[str, float, float]] = []  # (what, start s, end s) from the session's start
 
-    def run(self, waves: list[dict[str, str]]) -> None:
-        """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run."""
+    def run(self, waves: list[dict[str, str]], warm_needed: bool = False) -> None:
+        """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run or a test
+        waits for it (result("warm"))."""
         waves = [wave for wave in waves if wave]
         for wave in waves:
             self.started.update({name: threading.Event() for name in wave})
-        if waves:
+        if waves or warm_needed:
+            self.started["warm"] = threading.Event()
             self.thread = threading.Thread(target=self._waves, args=([{"warm": WARM}, *waves],), daemon=True)
             self.thread.start()
 

@@ -8,8 +8,9 @@ out (and tests/test_gaming_isolation.py grades with the setting removed).
 Order and side jobs: grading runs that mostly wait on the clock run as side jobs (tests/_side_jobs.py), in
 waves from when the session starts, each in its own process; WAVES names them. Whole modules run in three groups, each
 in collection order: first the modules that neither read a side job nor measure speed (they run while the side
-jobs do), then those that read a side job's result, then the modules marked `timing` (they compare speed with the
-reference), which start only when every side job has ended, so nothing else loads the machine while they measure.
+jobs do), then those that read a side job's result (`warm_caches` counts: it waits for the `warm` job), in the
+order of the waves they wait for, then the modules marked `timing` (they compare speed with the reference), which
+start only when every side job has ended, so nothing else loads the machine while they measure.
 A module moves as one block, so its module fixtures run once.
 """
 from __future__ import annotations
@@ -51,8 +52,8 @@ SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
 
-def _side_job_fixture(name: str):  # type: ignore[no-untyped-def]
-    @pytest.fixture(scope="session", name=name)
+def _side_job_fixture(name: str, fixture_name: str | None = None):  # type: ignore[no-untyped-def]
+    @pytest.fixture(scope="session", name=fixture_name or name)
     def fixture() -> object:
         return _jobs.result(name)
     return fixture
@@ -60,27 +61,34 @@ def _side_job_fixture(name: str):  # type: ignore[no-untyped-def]
 
 for _name in SIDE_JOBS:
     globals()[_name] = _side_job_fixture(_name)
+# `warm_caches`: for a test that grades on support-kb, which must not embed the corpus again while `warm` does
+warm_caches = _side_job_fixture("warm", "warm_caches")
+# when each side job's result is there: its wave (warm is wave 0)
+WAVE_OF = {"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for name in wave}
 
 
-def _rank(item: pytest.Item) -> int:
+def _rank(item: pytest.Item) -> tuple[int, int]:
+    """(group, the last wave it reads): modules that read side jobs run in the order their results come."""
     if item.get_closest_marker("timing"):
-        return 2
-    return 1 if set(item.fixturenames) & set(SIDE_JOBS) else 0
+        return 2, 0
+    waves = [WAVE_OF[name] for name in item.fixturenames if name in WAVE_OF]
+    return (1, max(waves)) if waves else (0, 0)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank: dict[str, int] = {}
+    rank: dict[str, tuple[int, int]] = {}
     for item in items:
         module = item.nodeid.split("::")[0]
-        rank[module] = max(rank.get(module, 0), _rank(item))
+        rank[module] = max(rank.get(module, (0, 0)), _rank(item))
     items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: collection order within a group
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
-    needed = {name for item in session.items for name in item.fixturenames if name in SIDE_JOBS}
-    _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES])
+    needed = {name for item in session.items for name in item.fixturenames if name in WAVE_OF}
+    _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES],
+              warm_needed="warm_caches" in needed)
 
 
 @pytest.hookimpl(tryfirst=True)
