@@ -6,10 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast check hub clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+$(STAMP): pyproject.toml constraints.txt scripts/install
+	VENV=$(VENV) PY=$(PY) scripts/install
 	touch $(STAMP)
 
 demo: $(STAMP)
