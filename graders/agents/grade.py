@@ -20,6 +20,8 @@ priced with lab.toml [prices] or `--model-prices`, and the scorecard's environme
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import secrets
 import sys
@@ -168,8 +170,11 @@ def score(card: Scorecard, ctx: Context, cand: Outcome | None, ref: Outcome | No
     card.metrics = clean_metrics(c, METRICS)
     card.reference = {"metrics": clean_metrics(r, METRICS)}
     share = min(1.0, c["success_rate"] / r["success_rate"]) if r["success_rate"] > 0 else 0.0
-    first_error = next((x.error for x in cand.runs if x.error), "") or next(
-        (f"{x.task}: {'; '.join(x.why)}" for x in cand.runs if x.why and not x.skipped), "")
+    # the commonest error, not the first: which conversation ends first depends on the machine's load
+    errors = Counter(x.error for x in cand.runs if x.error)
+    first_error = (f"{errors.most_common(1)[0][0]} ({errors.most_common(1)[0][1]} of {len(cand.runs)} conversations)"
+                   if errors else next((f"{x.task}: {'; '.join(x.why)}" for x in cand.runs if x.why and not x.skipped),
+                                       ""))
     if share == 0 and first_error:
         card.errors.insert(0, f"no conversation ended right; e.g. {first_error}")
     if ctx.upstream is not None and r["success_rate"] < 0.5:  # a model that cannot do the job fails both sides
