@@ -20,12 +20,11 @@ priced with lab.toml [prices] or `--model-prices`, and the scorecard's environme
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import json
 import secrets
 import sys
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -161,6 +160,16 @@ def run_all(cand: Worker, ctx: Context, name: str) -> tuple[Outcome, Outcome]:
     return outcomes
 
 
+def _example_failure(outcome: Outcome) -> str:
+    """The commonest error with its count, else the first conversation's reasons for failing ("" if none):
+    the commonest, not the first, because which conversation ends first depends on the machine's load."""
+    errors = Counter(x.error for x in outcome.runs if x.error)
+    if errors:
+        [(error, count)] = errors.most_common(1)
+        return f"{error} ({count} of {len(outcome.runs)} conversations)"
+    return next((f"{x.task}: {'; '.join(x.why)}" for x in outcome.runs if x.why and not x.skipped), "")
+
+
 def score(card: Scorecard, ctx: Context, cand: Outcome | None, ref: Outcome | None, why_not: str) -> None:
     parts = ctx.lab.parts
     if cand is None or ref is None:
@@ -170,17 +179,12 @@ def score(card: Scorecard, ctx: Context, cand: Outcome | None, ref: Outcome | No
     card.metrics = clean_metrics(c, METRICS)
     card.reference = {"metrics": clean_metrics(r, METRICS)}
     share = min(1.0, c["success_rate"] / r["success_rate"]) if r["success_rate"] > 0 else 0.0
-    # the commonest error, not the first: which conversation ends first depends on the machine's load
-    errors = Counter(x.error for x in cand.runs if x.error)
-    first_error = (f"{errors.most_common(1)[0][0]} ({errors.most_common(1)[0][1]} of {len(cand.runs)} conversations)"
-                   if errors else next((f"{x.task}: {'; '.join(x.why)}" for x in cand.runs if x.why and not x.skipped),
-                                       ""))
-    if share == 0 and first_error:
-        card.errors.insert(0, f"no conversation ended right; e.g. {first_error}")
+    example = _example_failure(cand)
+    if share == 0 and example:
+        card.errors.insert(0, f"no conversation ended right; e.g. {example}")
     if ctx.upstream is not None and r["success_rate"] < 0.5:  # a model that cannot do the job fails both sides
         completions = sum(x.model_calls for x in ref.runs)
-        example = next((x.error for x in ref.runs if x.error), "") or next(
-            (f"{x.task}: {'; '.join(x.why)}" for x in ref.runs if x.why), "")
+        example = _example_failure(ref)
         card.errors.insert(0, f"the reference agent ended only {r['success_rate']:.0%} of its conversations right with "
                               f"the model {ctx.upstream.model!r} at {ctx.upstream.url} ({completions} completions "
                               "answered), so the ratios to it say little: the model (its tool calls, speed, errors) "
