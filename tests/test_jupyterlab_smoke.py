@@ -10,6 +10,7 @@ cells are dropped: they embed the whole dev corpus and are not part of a submiss
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -78,6 +79,12 @@ async def _run_in_kernel(url: str, code: str, timeout: float = 60) -> str:
         return "".join(out)
     finally:
         conn.close()
+        # The close handshake needs the event loop: wait for the stream to close (the server's close frame, or
+        # tornado's own abort after 5 s) before asyncio.run ends, or its socket stays open until a later test's
+        # garbage collection, which then fails on the ResourceWarning (clean-clone run 16, under load).
+        with contextlib.suppress(asyncio.TimeoutError):
+            while await asyncio.wait_for(conn.read_message(), 10) is not None:
+                pass
 
 
 def _solve(notebook: dict[str, Any]) -> nbformat.NotebookNode:
