@@ -34,10 +34,10 @@ from graders.paths import LABS_DIR
 
 NAIVE = LABS_DIR / "agents" / "examples" / "naive.ipynb"
 STUDENT = "alice"
-# How long the hub and the candidate's server may take to come up. These bound a start that never ends, not how
-# fast it is: `ailab hub` answers in ~19 s on an idle 2-core machine (two nbgrader runs release the lab, then
-# JupyterHub starts), but it took over 120 s in clean-clone run 15, beside six observability grades starting at once.
-READY_S = 300
+# How long `ailab hub` may take to answer. This bounds a start that never ends, not how fast it is: it answers in
+# ~19 s on an idle 2-core machine (two nbgrader runs release the lab, then JupyterHub starts), but it took over
+# 120 s in clean-clone run 15, beside six observability grades starting at once.
+HUB_READY_S = 300
 
 
 def _free_port() -> int:
@@ -135,7 +135,7 @@ def test_a_candidate_fetches_works_and_submits_through_the_hub_and_the_organiser
     admin = clients.enter_context(
         httpx.Client(base_url=f"{base}/hub/api", headers={"Authorization": f"token {organiser}"}, timeout=30))
     try:
-        _wait("the hub answers", lambda: admin.get("/").status_code == 200, hub, log, READY_S)
+        _wait("the hub answers", lambda: admin.get("/").status_code == 200, hub, log, HUB_READY_S)
         assert (workshop / "exchange" / "ailab" / "outbound" / "agents" / "agents.ipynb").exists(), "released"
 
         assert admin.post(f"/users/{STUDENT}").status_code == 201, "the organiser registers the candidate"
@@ -144,7 +144,7 @@ def test_a_candidate_fetches_works_and_submits_through_the_hub_and_the_organiser
         started = admin.post(f"/users/{STUDENT}/server")
         assert started.status_code in (201, 202), started.text
         _wait("the candidate's server is ready",
-              lambda: admin.get(f"/users/{STUDENT}").json()["servers"].get("", {}).get("ready"), hub, log, READY_S)
+              lambda: admin.get(f"/users/{STUDENT}").json()["servers"].get("", {}).get("ready"), hub, log, 90)
 
         lab = browser.get(f"/user/{STUDENT}/lab", follow_redirects=True)  # the hub's OAuth hand-off, cookies only
         assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.text[:500]
