@@ -12,12 +12,16 @@ jobs do), then those that read a side job's result (`warm_caches` counts: it wai
 order of the waves they wait for, then the modules marked `timing` (they compare speed with the reference), which
 start only when every side job has ended, so nothing else loads the machine while they measure.
 A module moves as one block, so its module fixtures run once.
+
+Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,6 +99,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("timing"):  # before its fixtures, which may grade
         _jobs.wait_all()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collect_garbage_after_module() -> Iterator[None]:
+    """Collect garbage when a module ends (after its other fixtures: autouse fixtures are set up first), so an
+    object it left unclosed (a socket, a file) warns in the module that leaked it, not in whichever later test the
+    garbage collector happened to run during."""
+    yield
+    gc.collect()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
