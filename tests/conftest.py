@@ -13,6 +13,7 @@ order of the waves they wait for, then the modules marked `timing` (they compare
 start only when every side job has ended, so nothing else loads the machine while they measure.
 A module moves as one block, so its module fixtures run once.
 
+Threads: one OpenMP thread per process until the timing tests (see _OWN_THREAD_SETTING).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,8 @@ os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in 
 
 # Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
 # session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
-# wait, so they share a wave; the others keep a core busy, so they take one at a time.
+# wait, so they share a wave; the others keep a core busy, so they take one at a time, except the agents batch,
+# which mostly waits too: it shares the last wave, while the tests in the pytest process have run out of work.
 WAVES: list[dict[str, str]] = [
     {
         "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
@@ -49,11 +52,20 @@ WAVES: list[dict[str, str]] = [
     },
     {"adversarial_batch": "tests.test_adversarial:hostile_batch"},
     {"interview_course": "tests.test_interviewer:interview_course"},
-    {"presence_only": "tests.test_datasets:presence_only_comparison"},
+    {"presence_only": "tests.test_datasets:presence_only_comparison",
+     "agents_batch": "tests.test_agents_grader:graded_batch"},
 ]
 SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 
-_jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
+# Until the timing tests start, several processes run torch at once on two cores: this one, the side jobs, and the
+# servers, kernels and graders the tests start. With torch's default of one OpenMP thread per core each, they
+# oversubscribe the cores and small operations slow down many times over (tests/test_embeddings.py: 0.9 s alone,
+# 3 s beside one two-thread torch process, 22 s in a clean-clone run). So one thread each until then; the timing
+# tests get the environment back and run as a grader does (sandboxed submissions always get one thread).
+_OWN_THREAD_SETTING = "OMP_NUM_THREADS" not in os.environ
+if _OWN_THREAD_SETTING:
+    os.environ["OMP_NUM_THREADS"] = "1"
+_jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))  # its jobs get the environment as it is now
 
 
 def _side_job_fixture(name: str, fixture_name: str | None = None):  # type: ignore[no-untyped-def]
@@ -99,6 +111,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("timing"):  # before its fixtures, which may grade
         _jobs.wait_all()
+        _default_threads()
+
+
+def _default_threads() -> None:
+    """The thread setting as a grader has it, for the timing tests (see _OWN_THREAD_SETTING)."""
+    global _OWN_THREAD_SETTING
+    if _OWN_THREAD_SETTING:
+        _OWN_THREAD_SETTING = False
+        del os.environ["OMP_NUM_THREADS"]
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(os.cpu_count() or 1)  # torch's default: one per core
 
 
 @pytest.fixture(scope="module", autouse=True)
