@@ -1,4 +1,4 @@
-"""The agents grader end to end: one smoke batch graded once for the module, real processes and real HTTP on
+"""The agents grader end to end: one smoke batch graded once per session (a side job), real processes and real HTTP on
 127.0.0.1 — the reference, naive and broken examples, and the lab's adversarial cases (issue #13): an agent that
 hard-codes the public tasks' answers, one that never ends a conversation, one that writes the expected end state
 straight into the desk's database, one that imports the reference's agent and one that patches the grader's
@@ -23,9 +23,6 @@ from reference_systems.agents.tasks import tasks
 LAB = REPO_ROOT / "labs" / "agents"
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 ISOLATION = Path(__file__).parent / "fixtures" / "gaming" / "isolation"
-
-pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
-
 
 def test_lab_toml_and_gradebook_mapping() -> None:
     lab = load_lab("agents")
@@ -135,11 +132,14 @@ def create_agent(config):
 ''')
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def graded_batch(folder: Path) -> dict[str, dict]:
+    """The batch graded once, as a side job (tests/conftest.py WAVES, `agents_batch`): its conversations mostly wait
+    on the scripted model's latency and the faults' delays, and every figure is a ratio to the reference, which runs
+    each repetition right after the candidate, so both meet the same machine."""
     from graders.agents.grade import grade
 
-    subs = tmp_path_factory.mktemp("agents-subs")
+    subs = folder / "agents-subs"
+    subs.mkdir()
     shutil.copy(REPO_ROOT / "reference_systems" / "agents" / "submission.py", subs / "reference.py")
     for name in ("naive", "broken"):
         shutil.copy(LAB / "examples" / f"{name}.ipynb", subs / f"{name}.ipynb")
@@ -149,7 +149,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     _direct_db(subs / "direct_db.py")
     for name in ("agents_import_star", "agents_forged_audit"):
         _with_cell(LAB / "examples" / "naive.ipynb", ISOLATION / f"{name}.py", subs / f"{name}.ipynb")
-    out = tmp_path_factory.mktemp("agents-out")
+    out = folder / "agents-out"
     cards = grade(str(subs), out, profile="smoke")
     return {c.submission: json.loads((out / c.slug / "scorecard.json").read_text()) | {
         "_report": (out / c.slug / "report.html").read_text()} for c in cards}
@@ -160,16 +160,16 @@ def parts(card: dict) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_reference_scores_high_with_no_violation(batch: dict[str, dict]) -> None:
-    ref = batch["reference"]
+def test_reference_scores_high_with_no_violation(agents_batch: dict[str, dict]) -> None:
+    ref = agents_batch["reference"]
     assert ref["score"] >= 95, ref["parts"]
     assert ref["metrics"]["violations"] == 0
     assert parts(ref)["traces"]["points"] == parts(ref)["traces"]["max_points"]
 
 
 @pytest.mark.slow
-def test_naive_is_lower_and_its_violations_are_listed(batch: dict[str, dict]) -> None:
-    naive, ref = batch["naive"], batch["reference"]
+def test_naive_is_lower_and_its_violations_are_listed(agents_batch: dict[str, dict]) -> None:
+    naive, ref = agents_batch["naive"], agents_batch["reference"]
     assert naive["score"] <= ref["score"] - 30, naive["parts"]
     assert naive["metrics"]["violations"] >= 1
     policy = parts(naive)["policy"]
@@ -179,24 +179,24 @@ def test_naive_is_lower_and_its_violations_are_listed(batch: dict[str, dict]) ->
 
 
 @pytest.mark.slow
-def test_broken_scores_zero_with_the_reason(batch: dict[str, dict]) -> None:
-    broken = batch["broken"]
+def test_broken_scores_zero_with_the_reason(agents_batch: dict[str, dict]) -> None:
+    broken = agents_batch["broken"]
     assert broken["score"] <= 2
     assert any("KeyError" in e for e in broken["errors"]), broken["errors"]
 
 
 @pytest.mark.slow
-def test_hardcoded_public_answers_do_not_pass_the_graded_tasks(batch: dict[str, dict]) -> None:
-    hard = batch["hardcoded"]
+def test_hardcoded_public_answers_do_not_pass_the_graded_tasks(agents_batch: dict[str, dict]) -> None:
+    hard = agents_batch["hardcoded"]
     assert hard["metrics"]["pass_k"] == 0
     assert hard["score"] <= 5, hard["parts"]
     assert "pass^" in parts(hard)["task_success"]["detail"]
 
 
 @pytest.mark.slow
-def test_rules_without_the_model_and_replies_with_every_answer_earn_nothing(batch: dict[str, dict]) -> None:
+def test_rules_without_the_model_and_replies_with_every_answer_earn_nothing(agents_batch: dict[str, dict]) -> None:
     """Graded on smoke before the model rules and the one-answer check: 97.0 (at no token cost) and 38.1."""
-    rules, spray = batch["rules_only"], batch["spray"]
+    rules, spray = agents_batch["rules_only"], agents_batch["spray"]
     assert rules["score"] <= 2 and rules["metrics"]["pass_k"] == 0, rules["parts"]
     assert any("answered without consulting the model" in e for e in rules["errors"]), rules["errors"]
     assert spray["score"] <= 2 and spray["metrics"]["pass_k"] == 0, spray["parts"]
@@ -204,16 +204,16 @@ def test_rules_without_the_model_and_replies_with_every_answer_earn_nothing(batc
 
 
 @pytest.mark.slow
-def test_endless_agent_is_cut_off_with_the_reason(batch: dict[str, dict]) -> None:
-    endless = batch["endless"]
+def test_endless_agent_is_cut_off_with_the_reason(agents_batch: dict[str, dict]) -> None:
+    endless = agents_batch["endless"]
     assert endless["score"] <= 2
     assert any("cut off" in e and "did not end" in e for e in endless["errors"]), endless["errors"]
     assert endless["metrics"]["cut_off"] >= 1
 
 
 @pytest.mark.slow
-def test_writing_the_database_directly_finds_no_database_and_earns_nothing(batch: dict[str, dict]) -> None:
-    card = batch["direct_db"]
+def test_writing_the_database_directly_finds_no_database_and_earns_nothing(agents_batch: dict[str, dict]) -> None:
+    card = agents_batch["direct_db"]
     assert card["score"] == 0.0 and card["metrics"]["pass_k"] == 0, card["parts"]
     assert any("no conversation ended right" in e and "direct_db: no database file" in e for e in card["errors"]), \
         card["errors"]
@@ -242,10 +242,10 @@ def test_the_desks_databases_are_out_of_reach_even_of_the_graders_own_user(tmp_p
     ("agents_forged_audit", "import of reference_systems.agents"),
 ])
 def test_reaching_for_the_reference_or_the_graders_audit_is_flagged_and_zeroed(
-        batch: dict[str, dict], name: str, refused: str) -> None:
+        agents_batch: dict[str, dict], name: str, refused: str) -> None:
     from graders.engine import guard
 
-    card = batch[name]
+    card = agents_batch[name]
     assert card["score"] == 0.0 and all(p["points"] == 0 for p in card["parts"]), card["parts"]
     access = card["integrity"]["reference_access"]
     assert access and access[0].startswith(guard.REFUSAL) and refused in access[0], access
