@@ -2,7 +2,7 @@
 
 An observability grade is a fixed-length scenario (a minute on the smoke profile) that keeps the CPU mostly
 idle, so grading six of them one after another wastes minutes of wall time. Each such run is a side job: a
-function `job(folder, *args) -> result` in a test module, named in conftest.py's SIDE_JOBS under the session
+function `job(folder, *args) -> result` in a test module, named in a wave of conftest.py's WAVES under the session
 fixture that hands its result to the tests. The jobs run in waves, in a thread of the pytest process: first
 `warm` (the embedding cache and the model that every observability backend loads: on a clean clone, six
 backends embedding the same corpus at once each took over 180 s to start), then the jobs of each wave side by

@@ -39,8 +39,9 @@ os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in 
 
 # Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
 # session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
-# wait, so they share a wave; the others keep a core busy, so they take one at a time, except the agents batch,
-# which mostly waits too: it shares the last wave, while the tests in the pytest process have run out of work.
+# wait, so they share a wave; the others keep a core busy, so they take one at a time, except the agents batch:
+# it mostly waits (the scripted model's latency, the faults' delays) and shares the last wave with the Cranfield
+# comparison, while the pytest process has mostly run out of work (docs/architecture.md "Tests" has the figures).
 WAVES: list[dict[str, str]] = [
     {
         "observability_always": "tests.test_gaming_observability:graded_card:always_alert",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -335,7 +336,11 @@ def test_presence_only_cranfield_copy_is_read_as_such(tmp_path: Path) -> None:
 
 
 def presence_only_comparison(folder: Path) -> dict | None:
-    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py)."""
+    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py). It runs in
+    the last wave, when the pytest process mostly waits for it, so it takes every core (side jobs get one thread)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
     return _benchmark("presence_only").compare(CRANFIELD, folder / "p") if CRANFIELD.is_dir() else None
 
 
