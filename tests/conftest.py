@@ -13,7 +13,7 @@ order of the waves they wait for, then the modules marked `timing` (they compare
 start only when every side job has ended, so nothing else loads the machine while they measure.
 A module moves as one block, so its module fixtures run once.
 
-Threads: one OpenMP thread per process until the timing tests (see _OWN_THREAD_SETTING).
+Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
 from __future__ import annotations
@@ -58,15 +58,14 @@ WAVES: list[dict[str, str]] = [
 ]
 SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 
-# Until the timing tests start, several processes run torch at once on two cores: this one, the side jobs, and the
-# servers, kernels and graders the tests start. With torch's default of one OpenMP thread per core each, they
-# oversubscribe the cores and small operations slow down many times over (tests/test_embeddings.py: 0.9 s alone,
-# 3 s beside one two-thread torch process, 22 s in a clean-clone run). So one thread each until then; the timing
-# tests get the environment back and run as a grader does (sandboxed submissions always get one thread).
-_OWN_THREAD_SETTING = "OMP_NUM_THREADS" not in os.environ
-if _OWN_THREAD_SETTING:
-    os.environ["OMP_NUM_THREADS"] = "1"
-_jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))  # its jobs get the environment as it is now
+# While side jobs run, several processes run torch at once on two cores: this one, the side jobs, and the servers,
+# kernels and graders the tests start. With torch's default of one OpenMP thread per core each, they oversubscribe
+# the cores and small operations slow down many times over (tests/test_embeddings.py: 0.9 s alone, 3 s beside one
+# two-thread torch process, 22 s in a clean-clone run). So one thread each from then until the timing tests, which
+# get the environment back and run as a grader does (sandboxed submissions always get one thread). A run without
+# side jobs (the fast tier) keeps torch's default: alone, one thread is slower.
+_OWN_THREAD_SETTING = False
+_jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
 
 def _side_job_fixture(name: str, fixture_name: str | None = None):  # type: ignore[no-untyped-def]
@@ -104,6 +103,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     needed = {name for item in session.items for name in item.fixturenames if name in WAVE_OF}
+    if needed:
+        _one_thread_each()
     _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES],
               warm_needed="warm_caches" in needed)
 
@@ -113,6 +114,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("timing"):  # before its fixtures, which may grade
         _jobs.wait_all()
         _default_threads()
+
+
+def _one_thread_each() -> None:
+    """One OpenMP thread for this process and every process started from now on (see _OWN_THREAD_SETTING)."""
+    global _OWN_THREAD_SETTING
+    if "OMP_NUM_THREADS" not in os.environ:
+        _OWN_THREAD_SETTING = True
+        os.environ["OMP_NUM_THREADS"] = _jobs.env["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 
 def _default_threads() -> None:

@@ -79,6 +79,7 @@ def graded(external: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) 
             "seconds": seconds}
 
 
+@pytest.mark.slow  # a reference server started, and (two of them) a grading run
 def test_scorecard_names_the_external_reference(graded: dict, external: tuple[str, str]) -> None:
     url, name = external
     env = graded["card"]["environment"]
@@ -88,6 +89,7 @@ def test_scorecard_names_the_external_reference(graded: dict, external: tuple[st
     assert "starting the reference server" not in graded["stderr"]  # no sandboxed reference host was started
 
 
+@pytest.mark.slow  # a reference server started, and (two of them) a grading run
 def test_functional_parts_pass_and_performance_is_a_ratio_to_the_external_server(graded: dict) -> None:
     card = graded["card"]
     parts = {p["name"]: p for p in card["parts"]}
@@ -103,6 +105,7 @@ def test_functional_parts_pass_and_performance_is_a_ratio_to_the_external_server
     assert not any("grader problem" in e or "does not serve" in e for e in card["errors"]), card["errors"]
 
 
+@pytest.mark.slow  # a reference server started, and (two of them) a grading run
 def test_a_server_that_does_not_give_the_engines_greedy_output_is_refused(external: tuple[str, str]) -> None:
     """The start-up check against the real server, with expected texts that are not what it says: one line that
     names the server and what to serve (a server of another model gets this instead of marking candidates down)."""
