@@ -1,6 +1,6 @@
-"""The agents grader end to end: one smoke batch graded once per session (a side job), real processes and real HTTP on
-127.0.0.1 — the reference, naive and broken examples, and the lab's adversarial cases (issue #13): an agent that
-hard-codes the public tasks' answers, one that never ends a conversation, one that writes the expected end state
+"""The agents grader end to end: one smoke batch graded once per session (a side job), real processes and real
+HTTP on 127.0.0.1 — the reference, naive and broken examples, and the lab's adversarial cases (issue #13): an agent
+that hard-codes the public tasks' answers, one that never ends a conversation, one that writes the expected end state
 straight into the desk's database, one that imports the reference's agent and one that patches the grader's
 audit (the last two from tests/fixtures/gaming/isolation, never vouched for), one of rules that never asks the
 model, and one that replies with every possible answer; plus fast tests of the world, the
@@ -23,6 +23,7 @@ from reference_systems.agents.tasks import tasks
 LAB = REPO_ROOT / "labs" / "agents"
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 ISOLATION = Path(__file__).parent / "fixtures" / "gaming" / "isolation"
+
 
 def test_lab_toml_and_gradebook_mapping() -> None:
     lab = load_lab("agents")

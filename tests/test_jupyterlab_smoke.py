@@ -80,8 +80,8 @@ async def _run_in_kernel(url: str, code: str, timeout: float = 60) -> str:
     finally:
         conn.close()
         # The close handshake needs the event loop: wait for the stream to close (the server's close frame, or
-        # tornado's own abort after 5 s) before asyncio.run ends, or its socket stays open until a later test's
-        # garbage collection, which then fails on the ResourceWarning (clean-clone run 16, under load).
+        # tornado's own abort after 5 s) before asyncio.run ends, or its socket may stay open until garbage
+        # collection raises a ResourceWarning (suspected, not proven, in clean-clone runs 16 and 17).
         with contextlib.suppress(asyncio.TimeoutError):
             while await asyncio.wait_for(conn.read_message(), 10) is not None:
                 pass
