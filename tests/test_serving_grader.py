@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
 REF = REPO_ROOT / "reference_systems" / "serving"
+# a shorter per-request check limit than lab.toml's 10 s, so the hanging fixture costs seconds, not 18 (the
+# reference's five checks take ~4 s in all, none near the limit)
+TEST_LIMITS = replace(load_lab("serving").limits, check_s=4.0)
 
 
 def test_lab_toml_parts_and_profiles() -> None:
@@ -84,7 +88,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         shutil.copy(FIXTURES / f"{name}.py", subs / f"{name}.py")
     out = tmp_path_factory.mktemp("serving-out")
     started = time.perf_counter()
-    cards = grade(str(subs), out, profile="quick")
+    cards = grade(str(subs), out, profile="quick", limits=TEST_LIMITS)
     cards_json = {c.submission: json.loads((out / c.slug / "scorecard.json").read_text()) for c in cards}
     return {**cards_json, "_out": {"path": str(out), "seconds": time.perf_counter() - started}}
 
@@ -166,6 +170,6 @@ def test_hanging_server_is_bounded_and_explained(batch: dict) -> None:
 @pytest.mark.slow
 def test_grading_the_reference_again_lands_within_one_point(batch: dict, tmp_path: Path) -> None:
     """A second, separate run (through the word `reference`) scores what the batch scored, ±1 point."""
-    again = grade("reference", tmp_path, profile="quick")[0]
+    again = grade("reference", tmp_path, profile="quick", limits=TEST_LIMITS)[0]
     assert abs(again.score - batch["reference"]["score"]) <= 1.0, (again.score, again.parts)
     assert again.environment["load_seed"] != batch["reference"]["environment"]["load_seed"]  # new prompts each run
