@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/install
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/ailab demo
 
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+test: $(STAMP)   # two pytest processes: the timing tests on a core of their own (tests/_lanes.py)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tests._lanes -q
 
 test-fast: $(STAMP)   # the inner loop: everything but grading runs, load and notebook executions
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"

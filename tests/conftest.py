@@ -14,6 +14,8 @@ start only when every side job has ended, so nothing else loads the machine whil
 A module moves as one block, so its module fixtures run once.
 
 Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
+Lanes: `make test` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
+(tests/_lanes.py); AILAB_LANE names the lane this process is.
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
 from __future__ import annotations
@@ -23,9 +25,12 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests._side_jobs import SideJobs
@@ -65,6 +70,12 @@ SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 # get the environment back and run as a grader does (sandboxed submissions always get one thread). A run without
 # side jobs (the fast tier) keeps torch's default: alone, one thread is slower.
 _OWN_THREAD_SETTING = False
+# tests/_lanes.py: the timing lane starts measuring when this side job starts, i.e. when the waves before it have
+# had both cores (about a fifth of the main lane's work), so that the two lanes end at about the same time
+TIMING_STARTS_WITH = "adversarial_batch"
+LANE = os.environ.get("AILAB_LANE", "")
+_MAIN_LANE_CPUS: set[int] = set()  # the timing lane's: the cores it left to the main lane
+_TIMING_LANE: dict[str, float] = {}
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
 
@@ -107,6 +118,61 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _one_thread_each()
     _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES],
               warm_needed="warm_caches" in needed)
+    if LANE == "main":
+        signal = _jobs.started.get(TIMING_STARTS_WITH, threading.Event())
+        if TIMING_STARTS_WITH not in needed:
+            signal.set()
+        threading.Thread(target=lambda: (signal.wait(), _let_the_timing_lane_start()), daemon=True).start()
+    elif LANE == "timing":
+        _take_a_core()
+
+
+def _let_the_timing_lane_start() -> None:
+    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    if not go.exists():
+        go.write_text(f"{time.monotonic() - _jobs.t0:.0f}")
+
+
+def _take_a_core() -> None:
+    """The timing lane, once the main lane lets it start: this process (and what it starts) on the last core, the
+    main lane's processes (and what they start) on the others, so nothing else runs where the timing tests measure.
+    One OpenMP thread, as for one core."""
+    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    while not go.exists():
+        time.sleep(0.5)
+    cpus = sorted(os.sched_getaffinity(0))
+    _MAIN_LANE_CPUS.update(cpus[:-1])
+    _TIMING_LANE["started"] = time.monotonic() - _jobs.t0
+    _pin(os.getpid(), {cpus[-1]})
+    _pin_the_main_lane()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _pin_the_main_lane() -> None:
+    """Every process of the main lane on every core but the timing lane's; again before each timing test, for a
+    process that was starting while the last sweep ran."""
+    try:
+        peer = psutil.Process(int(os.environ["AILAB_LANE_PEER"]))
+        tree = [peer, *peer.children(recursive=True)]
+    except psutil.Error:  # the main lane has ended
+        return
+    for proc in tree:
+        _pin(proc.pid, _MAIN_LANE_CPUS)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` (an affinity is a thread's, and a new thread or process inherits its creator's)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # ended meanwhile
+            pass
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -114,6 +180,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("timing"):  # before its fixtures, which may grade
         _jobs.wait_all()
         _default_threads()
+        if LANE == "timing":
+            _pin_the_main_lane()
 
 
 def _one_thread_each() -> None:
@@ -146,6 +214,10 @@ def collect_garbage_after_module() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _TIMING_LANE:
+        terminalreporter.write_line(
+            f"[timing lane] started measuring at {_TIMING_LANE['started']:.0f} s on core {sorted(os.sched_getaffinity(0))}"
+            f"; the main lane's processes on {sorted(_MAIN_LANE_CPUS)}")
     if _jobs.timeline:
         terminalreporter.write_sep("-", "side jobs (tests/_side_jobs.py)")
         for line in _jobs.summary():
@@ -153,5 +225,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if LANE == "main":
+        _let_the_timing_lane_start()
     _jobs.stop()
     shutil.rmtree(_jobs.folder, ignore_errors=True)
