@@ -8,10 +8,11 @@ pytest processes run at once:
 - lane `main` (`-m "not timing"`) starts on every core, with the side jobs (tests/_side_jobs.py);
 - lane `timing` (`-m timing`) collects, then waits until the main lane's side jobs reach TIMING_STARTS_WITH
   (tests/conftest.py): then it pins itself to the last core and every process of the main lane, and so whatever
-  they start from then on, to the others (tests/conftest.py `_take_a_core`).
+  they start from then on, to the others (`take_a_core`, called by conftest).
 
 The main lane's output streams as it runs; the timing lane's follows when both are done. Either failing fails the
-run. With fewer than two cores, or AILAB_LANES=1, this is plain pytest.
+run. With fewer than two cores, where a process cannot be pinned (not Linux), or with AILAB_LANES=1, this is
+plain pytest.
 
     python -m tests._lanes [pytest arguments]
 """
@@ -25,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 NO_TESTS = 5  # pytest's exit status when nothing was collected
 
 
@@ -37,7 +40,8 @@ def _combined(main: int, timing: int) -> int:
 
 def main(argv: list[str]) -> int:
     pytest = [sys.executable, "-m", "pytest"]
-    if len(os.sched_getaffinity(0)) < 2 or os.environ.get("AILAB_LANES") == "1":
+    pinnable = hasattr(os, "sched_getaffinity")  # Linux
+    if not pinnable or len(os.sched_getaffinity(0)) < 2 or os.environ.get("AILAB_LANES") == "1":
         return subprocess.call([*pytest, *argv])
     folder = Path(tempfile.mkdtemp(prefix="ailab-lanes-"))
     env = {**os.environ, "AILAB_LANE_DIR": str(folder)}
@@ -66,6 +70,52 @@ def main(argv: list[str]) -> int:
           f"{status['timing']}, measured from {began} s, ended at {ended['timing']:.0f} s", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     return _combined(status["main"], status["timing"])
+
+
+def let_the_timing_lane_start(elapsed_s: float) -> None:
+    """The main lane's signal (once): the timing lane may take its core now."""
+    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    if not go.exists():
+        go.write_text(f"{elapsed_s:.0f}")
+
+
+def take_a_core() -> set[int]:
+    """In the timing lane: wait for the main lane's signal, then put this process (and what it starts) on the last
+    core and the main lane's processes (and what they start) on the others, with one OpenMP thread for what this
+    process starts; the main lane's cores."""
+    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    while not go.exists():
+        time.sleep(0.5)
+    cpus = sorted(os.sched_getaffinity(0))
+    pin(os.getpid(), {cpus[-1]})
+    pin_the_main_lane(set(cpus[:-1]))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    return set(cpus[:-1])
+
+
+def pin_the_main_lane(cpus: set[int]) -> None:
+    """Every process of the main lane onto `cpus`; the timing lane repeats it before each timing test, for a process
+    that was starting while the last sweep ran."""
+    try:
+        peer = psutil.Process(int(os.environ["AILAB_LANE_PEER"]))
+        tree = [peer, *peer.children(recursive=True)]
+    except psutil.Error:  # the main lane has ended
+        return
+    for proc in tree:
+        pin(proc.pid, cpus)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (an affinity is a thread's; a new thread or process inherits its creator's)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:  # ended meanwhile
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

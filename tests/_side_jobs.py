@@ -8,7 +8,8 @@ fixture that hands its result to the tests. The jobs run in waves, in a thread o
 backends embedding the same corpus at once each took over 180 s to start), then the jobs of each wave side by
 side (`python -m tests._side_jobs MODULE:FUNCTION[:ARG...] FOLDER`), a wave when the one before has ended; the
 result comes back pickled. Tests that measure speed against the reference (`@pytest.mark.timing`) run only after
-every side job has ended, so nothing else loads the machine while they measure.
+every side job has ended, so nothing else loads the machine while they measure (under `make test`, on a core of
+their own instead: tests/_lanes.py).
 """
 from __future__ import annotations
 
@@ -89,6 +90,10 @@ class SideJobs:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+    def elapsed(self) -> float:
+        """Seconds since the session started."""
+        return time.monotonic() - self.t0
 
     def result(self, name: str) -> Any:
         """The job's return value, once it has ended; a failed job raises with the end of its log."""

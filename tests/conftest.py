@@ -15,7 +15,7 @@ A module moves as one block, so its module fixtures run once.
 
 Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
 Lanes: `make test` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
-(tests/_lanes.py); AILAB_LANE names the lane this process is.
+(tests/_lanes.py); AILAB_LANE names the lane this process is ("main" or "timing"; unset under plain pytest).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
 from __future__ import annotations
@@ -26,13 +26,13 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import psutil
 import pytest
 
+from tests import _lanes as lanes
 from tests._side_jobs import SideJobs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -71,11 +71,10 @@ SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 # side jobs (the fast tier) keeps torch's default: alone, one thread is slower.
 _OWN_THREAD_SETTING = False
 # tests/_lanes.py: the timing lane starts measuring when this side job starts, i.e. when the waves before it have
-# had both cores (about a fifth of the main lane's work), so that the two lanes end at about the same time
+# had both cores (a third of the main lane's CPU time), so that the two lanes end at about the same time
 TIMING_STARTS_WITH = "adversarial_batch"
 LANE = os.environ.get("AILAB_LANE", "")
-_MAIN_LANE_CPUS: set[int] = set()  # the timing lane's: the cores it left to the main lane
-_TIMING_LANE: dict[str, float] = {}
+_timing_lane: dict[str, Any] = {}  # in the timing lane: when it started measuring, and the main lane's cores
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
 
@@ -122,57 +121,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         signal = _jobs.started.get(TIMING_STARTS_WITH, threading.Event())
         if TIMING_STARTS_WITH not in needed:
             signal.set()
-        threading.Thread(target=lambda: (signal.wait(), _let_the_timing_lane_start()), daemon=True).start()
+        threading.Thread(target=_signal_the_timing_lane, args=(signal,), daemon=True).start()
     elif LANE == "timing":
-        _take_a_core()
+        _timing_lane["main_cpus"] = lanes.take_a_core()
+        _timing_lane["started"] = _jobs.elapsed()
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 
-def _let_the_timing_lane_start() -> None:
-    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
-    if not go.exists():
-        go.write_text(f"{time.monotonic() - _jobs.t0:.0f}")
-
-
-def _take_a_core() -> None:
-    """The timing lane, once the main lane lets it start: this process (and what it starts) on the last core, the
-    main lane's processes (and what they start) on the others, so nothing else runs where the timing tests measure.
-    One OpenMP thread, as for one core."""
-    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
-    while not go.exists():
-        time.sleep(0.5)
-    cpus = sorted(os.sched_getaffinity(0))
-    _MAIN_LANE_CPUS.update(cpus[:-1])
-    _TIMING_LANE["started"] = time.monotonic() - _jobs.t0
-    _pin(os.getpid(), {cpus[-1]})
-    _pin_the_main_lane()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-
-
-def _pin_the_main_lane() -> None:
-    """Every process of the main lane on every core but the timing lane's; again before each timing test, for a
-    process that was starting while the last sweep ran."""
-    try:
-        peer = psutil.Process(int(os.environ["AILAB_LANE_PEER"]))
-        tree = [peer, *peer.children(recursive=True)]
-    except psutil.Error:  # the main lane has ended
-        return
-    for proc in tree:
-        _pin(proc.pid, _MAIN_LANE_CPUS)
-
-
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of `pid` (an affinity is a thread's, and a new thread or process inherits its creator's)."""
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return
-    for tid in tids:
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except OSError:  # ended meanwhile
-            pass
+def _signal_the_timing_lane(when: threading.Event) -> None:
+    when.wait()
+    lanes.let_the_timing_lane_start(_jobs.elapsed())
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -181,7 +140,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _jobs.wait_all()
         _default_threads()
         if LANE == "timing":
-            _pin_the_main_lane()
+            lanes.pin_the_main_lane(_timing_lane["main_cpus"])
 
 
 def _one_thread_each() -> None:
@@ -214,10 +173,10 @@ def collect_garbage_after_module() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _TIMING_LANE:
+    if _timing_lane:
         terminalreporter.write_line(
-            f"[timing lane] started measuring at {_TIMING_LANE['started']:.0f} s on core {sorted(os.sched_getaffinity(0))}"
-            f"; the main lane's processes on {sorted(_MAIN_LANE_CPUS)}")
+            f"[timing lane] started measuring at {_timing_lane['started']:.0f} s on core "
+            f"{sorted(os.sched_getaffinity(0))}; the main lane's processes on {sorted(_timing_lane['main_cpus'])}")
     if _jobs.timeline:
         terminalreporter.write_sep("-", "side jobs (tests/_side_jobs.py)")
         for line in _jobs.summary():
@@ -226,6 +185,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if LANE == "main":
-        _let_the_timing_lane_start()
+        lanes.let_the_timing_lane_start(_jobs.elapsed())
     _jobs.stop()
     shutil.rmtree(_jobs.folder, ignore_errors=True)
