@@ -10,8 +10,8 @@ waves from when the session starts, each in its own process; WAVES names them. W
 in collection order: first the modules that neither read a side job nor measure speed (they run while the side
 jobs do), then those that read a side job's result (`warm_caches` counts: it waits for the `warm` job), in the
 order of the waves they wait for, then the modules marked `timing` (they compare speed with the reference), which
-start only when every side job has ended, so nothing else loads the machine while they measure.
-A module moves as one block, so its module fixtures run once.
+start only when every side job has ended, so nothing else loads the machine while they measure (tests/test_lanes.py
+goes before them all: see _rank). A module moves as one block, so its module fixtures run once.
 
 Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
 Lanes: `make test` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
@@ -94,7 +94,10 @@ WAVE_OF = {"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for 
 
 
 def _rank(item: pytest.Item) -> tuple[int, int]:
-    """(group, the last wave it reads): modules that read side jobs run in the order their results come."""
+    """(group, the last wave it reads): modules that read side jobs run in the order their results come. The lanes'
+    own tests go first, while this process still has every core (under `make test` the timing lane takes one)."""
+    if item.nodeid.startswith("tests/test_lanes.py"):
+        return -1, 0
     if item.get_closest_marker("timing"):
         return 2, 0
     waves = [WAVE_OF[name] for name in item.fixturenames if name in WAVE_OF]
@@ -105,7 +108,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     rank: dict[str, tuple[int, int]] = {}
     for item in items:
         module = item.nodeid.split("::")[0]
-        rank[module] = max(rank.get(module, (0, 0)), _rank(item))
+        rank[module] = max(rank.get(module, (-1, 0)), _rank(item))
     items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: collection order within a group
 
 

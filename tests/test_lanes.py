@@ -2,10 +2,10 @@
 their own once the main lane lets them start, and every process of the main lane pinned to the other cores."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -72,30 +72,29 @@ def test_the_main_lane_and_what_it_starts_later_are_pinned_every_thread(monkeypa
 
 def test_the_timing_lane_waits_for_the_signal_then_takes_the_last_core(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path) -> None:
+    """take_a_core in a process of its own (it pins the process that calls it), with a sleeping peer."""
     cpus = _two_cores()
-    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setenv("AILAB_LANE_DIR", str(tmp_path))
-    monkeypatch.setenv("AILAB_LANE_PEER", str(peer.pid))
-    monkeypatch.setenv("OMP_NUM_THREADS", "")
-    signal = threading.Timer(1.0, lanes.let_the_timing_lane_start, args=(12.3,))
-    before = os.sched_getaffinity(0)
-    started = time.monotonic()
-    signal.start()
-    try:
-        main_cpus = lanes.take_a_core()
-        waited = time.monotonic() - started
-        mine = _affinities(os.getpid())
-        assert main_cpus == set(cpus[:-1]) and all(a == {cpus[-1]} for a in mine)
-        assert all(a == main_cpus for a in _affinities(peer.pid))
-        assert waited >= 0.9 and os.environ["OMP_NUM_THREADS"] == "1"
-        assert (tmp_path / "go").read_text() == "12"
-        lanes.let_the_timing_lane_start(99.0)  # once only
-        assert (tmp_path / "go").read_text() == "12"
-    finally:
-        signal.cancel()
-        lanes.pin(os.getpid(), before)
-        peer.kill()
-        peer.wait()
+    lane = ("import json, os\nfrom tests import _lanes\nmain = _lanes.take_a_core()\n"
+            "print(json.dumps({'main': sorted(main), 'omp': os.environ['OMP_NUM_THREADS'], 'mine': "
+            "[sorted(os.sched_getaffinity(int(t))) for t in os.listdir(f'/proc/{os.getpid()}/task')]}))")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as peer:
+        env = {**os.environ, "AILAB_LANE_DIR": str(tmp_path), "AILAB_LANE_PEER": str(peer.pid)}
+        try:
+            with subprocess.Popen([sys.executable, "-c", lane], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  text=True) as timing:
+                time.sleep(2)
+                assert timing.poll() is None, "it must wait for the main lane's signal"
+                assert all(a == set(cpus) for a in _affinities(peer.pid))
+                monkeypatch.setenv("AILAB_LANE_DIR", str(tmp_path))
+                lanes.let_the_timing_lane_start(12.3)
+                lanes.let_the_timing_lane_start(99.0)  # once only
+                out, _ = timing.communicate(timeout=60)
+            assert timing.returncode == 0 and (tmp_path / "go").read_text() == "12"
+            took = json.loads(out)
+            assert took["main"] == cpus[:-1] and all(a == [cpus[-1]] for a in took["mine"]) and took["omp"] == "1"
+            assert all(a == set(cpus[:-1]) for a in _affinities(peer.pid))
+        finally:
+            peer.kill()
 
 
 def test_make_test_runs_the_two_lanes_and_reports_both(tmp_path: Path) -> None:
