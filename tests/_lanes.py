@@ -1,4 +1,7 @@
-"""`make test` in two lanes: the timing tests on a core of their own, everything else beside them.
+"""`make test-lanes`: the suite in two lanes, the timing tests on a core of their own, everything else beside them.
+
+Experimental, and not what `make test` or CI runs: three clean-clone runs took 22-23 minutes against 31-33, but
+the third failed four tests that compare speed, where one core is not enough (docs/architecture.md "Tests").
 
 The tests marked `timing` compare speed with the reference, so nothing else may run where they measure; run after
 the rest, as plain `pytest` does (tests/conftest.py), they took ~17 of 31-33 minutes on two cores while leaving one

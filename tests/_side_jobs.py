@@ -8,8 +8,8 @@ fixture that hands its result to the tests. The jobs run in waves, in a thread o
 backends embedding the same corpus at once each took over 180 s to start), then the jobs of each wave side by
 side (`python -m tests._side_jobs MODULE:FUNCTION[:ARG...] FOLDER`), a wave when the one before has ended; the
 result comes back pickled. Tests that measure speed against the reference (`@pytest.mark.timing`) run only after
-every side job has ended, so nothing else loads the machine while they measure (under `make test`, on a core of
-their own instead: tests/_lanes.py).
+every side job has ended, so nothing else loads the machine while they measure (under `make test-lanes`, on a core
+of their own instead: tests/_lanes.py).
 """
 from __future__ import annotations
 

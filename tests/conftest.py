@@ -14,7 +14,7 @@ start only when every side job has ended, so nothing else loads the machine whil
 goes before them all: see _rank). A module moves as one block, so its module fixtures run once.
 
 Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
-Lanes: `make test` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
+Lanes: `make test-lanes` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
 (tests/_lanes.py); AILAB_LANE names the lane this process is ("main" or "timing"; unset under plain pytest).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
@@ -95,7 +95,7 @@ WAVE_OF = {"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for 
 
 def _rank(item: pytest.Item) -> tuple[int, int]:
     """(group, the last wave it reads): modules that read side jobs run in the order their results come. The lanes'
-    own tests go first, while this process still has every core (under `make test` the timing lane takes one)."""
+    own tests go first, while this process still has every core (under `make test-lanes` the timing lane takes one)."""
     if item.nodeid.startswith("tests/test_lanes.py"):
         return -1, 0
     if item.get_closest_marker("timing"):

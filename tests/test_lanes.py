@@ -1,4 +1,4 @@
-"""tests/_lanes.py, which `make test` runs: the timing tests in a pytest process of their own, pinned to a core of
+"""tests/_lanes.py, which `make test-lanes` runs: the timing tests in a pytest process of their own, pinned to a core of
 their own once the main lane lets them start, and every process of the main lane pinned to the other cores."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ time.sleep(60)
 
 
 def _cpus() -> list[int]:
-    """This process's cores now (under `make test` the main lane has one once the timing lane has taken its own)."""
+    """This process's cores now (under `make test-lanes` the main lane has one once the timing lane has taken its own)."""
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
