@@ -1,7 +1,8 @@
 """`make test-lanes`: the suite in two lanes, the timing tests on a core of their own, everything else beside them.
 
-Experimental, and not what `make test` or CI runs: three clean-clone runs took 22-23 minutes against 31-33, but
-the third failed four tests that compare speed, where one core is not enough (docs/architecture.md "Tests").
+Experimental, and not what `make test` or CI runs: three clean-clone `.ci/run`s with it took 22-23 minutes
+against 31-35 without, but the third failed four tests that compare speed, where one core is not enough
+(docs/architecture.md "Tests").
 
 The tests marked `timing` compare speed with the reference, so nothing else may run where they measure; run after
 the rest, as plain `pytest` does (tests/conftest.py), they took ~17 of 31-33 minutes on two cores while leaving one
@@ -42,6 +43,7 @@ def _combined(main: int, timing: int) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """Run both lanes with `argv` (pytest arguments); the combined exit status."""
     pytest = [sys.executable, "-m", "pytest"]
     pinnable = hasattr(os, "sched_getaffinity")  # Linux
     if not pinnable or len(os.sched_getaffinity(0)) < 2 or os.environ.get("AILAB_LANES") == "1":
