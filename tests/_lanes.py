@@ -77,9 +77,14 @@ def main(argv: list[str]) -> int:
     return _combined(status["main"], status["timing"])
 
 
+def _go() -> Path:
+    """The main lane's signal: a file in the lanes' folder, holding when it was given."""
+    return Path(os.environ["AILAB_LANE_DIR"]) / "go"
+
+
 def let_the_timing_lane_start(elapsed_s: float) -> None:
     """The main lane's signal (once): the timing lane may take its core now."""
-    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    go = _go()
     if not go.exists():
         go.write_text(f"{elapsed_s:.0f}")
 
@@ -88,7 +93,7 @@ def take_a_core() -> set[int]:
     """In the timing lane: wait for the main lane's signal, then put this process (and what it starts) on the last
     core and the main lane's processes (and what they start) on the others, with one OpenMP thread for what this
     process starts; the main lane's cores."""
-    go = Path(os.environ["AILAB_LANE_DIR"]) / "go"
+    go = _go()
     while not go.exists():
         time.sleep(0.5)
     cpus = sorted(os.sched_getaffinity(0))

@@ -65,7 +65,7 @@ class SideJobs:
 
     def _waves(self, waves: list[dict[str, str]]) -> None:
         for wave in waves:
-            started = time.monotonic() - self.t0
+            started = self.elapsed()
             for name, target in wave.items():
                 if not self.stopped:
                     self.procs[name] = self._start(name, target)
@@ -73,7 +73,7 @@ class SideJobs:
             for name in wave:
                 if name in self.procs:
                     self._wait(self.procs[name])
-            self.timeline.append((", ".join(wave), started, time.monotonic() - self.t0))
+            self.timeline.append((", ".join(wave), started, self.elapsed()))
 
     def _start(self, name: str, target: str) -> subprocess.Popen[bytes]:
         out = self.folder / name
@@ -111,11 +111,11 @@ class SideJobs:
     def wait_all(self) -> None:
         if self.thread is None:
             return
-        started = time.monotonic() - self.t0
+        started = self.elapsed()
         self.thread.join()
         if not any(what.startswith("timing tests") for what, _, _ in self.timeline):
             self.timeline.append(("timing tests start (waiting for the waves until the end)", started,
-                                  time.monotonic() - self.t0))
+                                  self.elapsed()))
 
     def summary(self) -> list[str]:
         """One line per wave (and the timing group's wait), in seconds from the session's start."""

@@ -128,8 +128,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     elif LANE == "timing":
         _timing_lane["main_cpus"] = lanes.take_a_core()
         _timing_lane["started"] = _jobs.elapsed()
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
+        _torch_threads(1)
 
 
 def _signal_the_timing_lane(when: threading.Event) -> None:
@@ -152,8 +151,7 @@ def _one_thread_each() -> None:
     if "OMP_NUM_THREADS" not in os.environ:
         _OWN_THREAD_SETTING = True
         os.environ["OMP_NUM_THREADS"] = _jobs.env["OMP_NUM_THREADS"] = "1"
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
+        _torch_threads(1)
 
 
 def _default_threads() -> None:
@@ -162,8 +160,13 @@ def _default_threads() -> None:
     if _OWN_THREAD_SETTING:
         _OWN_THREAD_SETTING = False
         del os.environ["OMP_NUM_THREADS"]
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(os.cpu_count() or 1)  # torch's default: one per core
+        _torch_threads(os.cpu_count() or 1)  # torch's default: one per core
+
+
+def _torch_threads(n: int) -> None:
+    """torch's intra-op threads in this process, if it has loaded torch (what it starts reads OMP_NUM_THREADS)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 @pytest.fixture(scope="module", autouse=True)
