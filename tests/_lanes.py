@@ -1,20 +1,22 @@
-"""`make test`: the suite in two lanes, the timing tests first in line for the cores, everything else in what they leave.
+"""`make test-lanes`: the suite in two lanes, the timing tests on a core of their own, everything else beside them.
 
-The tests marked `timing` compare speed with the reference, so nothing else may compete with them for the cores;
-run after the rest, as plain `pytest` does (tests/conftest.py), they took ~17 of 31-33 minutes on two cores while
-keeping one of them busy on average (one server and one load generator at a time), and the rest keeps both cores
-busy. So here two pytest processes run at once:
+Experimental, and not what `make test` or CI runs: three clean-clone `.ci/run`s with it took 22-23 minutes
+against 31-35 without, but the third failed four tests that compare speed, where one core is not enough
+(docs/architecture.md "Tests").
 
-- lane `main` (`-m "not timing"`) starts with the side jobs (tests/_side_jobs.py);
+The tests marked `timing` compare speed with the reference, so nothing else may run where they measure; run after
+the rest, as plain `pytest` does (tests/conftest.py), they took ~17 of 31-33 minutes on two cores while leaving one
+core mostly idle (one server and one load generator at a time), and the rest keeps both cores busy. So here two
+pytest processes run at once:
+
+- lane `main` (`-m "not timing"`) starts on every core, with the side jobs (tests/_side_jobs.py);
 - lane `timing` (`-m timing`) collects, then waits until the main lane's side jobs reach TIMING_STARTS_WITH
-  (tests/conftest.py), i.e. until every side job that measures speed has ended; then it moves every thread of every
-  process of the main lane to the idle scheduling class (SCHED_IDLE), which whatever they start from then on
-  inherits (`take_the_lead`, called by conftest). A SCHED_IDLE thread runs only on a core that nothing else wants,
-  and a waking timing thread preempts it at once, so the timing lane measures as on a quiet machine (both cores
-  when it needs them) while the main lane uses the idle time.
+  (tests/conftest.py): then it pins itself to the last core and every process of the main lane, and so whatever
+  they start from then on, to the others (`take_a_core`, called by conftest).
 
 The main lane's output streams as it runs; the timing lane's follows when both are done. Either failing fails the
-run. With fewer than two cores, without SCHED_IDLE (not Linux), or with AILAB_LANES=1, this is plain pytest.
+run. With fewer than two cores, where a process cannot be pinned (not Linux), or with AILAB_LANES=1, this is
+plain pytest.
 
     python -m tests._lanes [pytest arguments]
 """
@@ -43,8 +45,8 @@ def _combined(main: int, timing: int) -> int:
 def main(argv: list[str]) -> int:
     """Run both lanes with `argv` (pytest arguments); the combined exit status."""
     pytest = [sys.executable, "-m", "pytest"]
-    idle_class = hasattr(os, "SCHED_IDLE") and hasattr(os, "sched_getaffinity")  # Linux
-    if not idle_class or len(os.sched_getaffinity(0)) < 2 or os.environ.get("AILAB_LANES") == "1":
+    pinnable = hasattr(os, "sched_getaffinity")  # Linux
+    if not pinnable or len(os.sched_getaffinity(0)) < 2 or os.environ.get("AILAB_LANES") == "1":
         return subprocess.call([*pytest, *argv])
     folder = Path(tempfile.mkdtemp(prefix="ailab-lanes-"))
     env = {**os.environ, "AILAB_LANE_DIR": str(folder)}
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
-    print(f"\n{' timing lane (-m timing, first in line for the cores) ':=^120}", flush=True)
+    print(f"\n{' timing lane (-m timing, a core of its own) ':=^120}", flush=True)
     sys.stdout.buffer.write((folder / "timing.log").read_bytes())
     began = (folder / "go").read_text().strip() or "?"
     print(f"\n[lanes] main lane: status {status['main']}, ended at {ended['main']:.0f} s; timing lane: status "
@@ -81,42 +83,48 @@ def _go() -> Path:
 
 
 def let_the_timing_lane_start(elapsed_s: float) -> None:
-    """The main lane's signal (once): the timing lane may start measuring now."""
+    """The main lane's signal (once): the timing lane may take its core now."""
     go = _go()
     if not go.exists():
         go.write_text(f"{elapsed_s:.0f}")
 
 
-def take_the_lead() -> None:
-    """In the timing lane: wait for the main lane's signal, then put the main lane at idle priority."""
+def take_a_core() -> set[int]:
+    """In the timing lane: wait for the main lane's signal, then put this process (and what it starts) on the last
+    core and the main lane's processes (and what they start) on the others, with one OpenMP thread for what this
+    process starts; the main lane's cores."""
     go = _go()
     while not go.exists():
         time.sleep(0.5)
-    idle_the_main_lane()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin(os.getpid(), {cpus[-1]})
+    pin_the_main_lane(set(cpus[:-1]))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    return set(cpus[:-1])
 
 
-def idle_the_main_lane() -> None:
-    """Every process of the main lane into SCHED_IDLE; the timing lane repeats it before each timing test, for a
-    process that was starting while the last sweep ran (a new thread or process inherits its creator's class)."""
+def pin_the_main_lane(cpus: set[int]) -> None:
+    """Every process of the main lane onto `cpus`; the timing lane repeats it before each timing test, for a process
+    that was starting while the last sweep ran."""
     try:
         peer = psutil.Process(int(os.environ["AILAB_LANE_PEER"]))
         tree = [peer, *peer.children(recursive=True)]
     except psutil.Error:  # the main lane has ended
         return
     for proc in tree:
-        idle(proc.pid)
+        pin(proc.pid, cpus)
 
 
-def idle(pid: int) -> None:
-    """Every thread of `pid` into SCHED_IDLE (a scheduling class is a thread's)."""
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (an affinity is a thread's; a new thread or process inherits its creator's)."""
     try:
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:  # ended meanwhile
         return
     for tid in tids:
         try:
-            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:  # ended meanwhile, or another user's process where we are not root
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
             pass
 
 

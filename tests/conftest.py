@@ -10,11 +10,11 @@ waves from when the session starts, each in its own process; WAVES names them. W
 in collection order: first the modules that neither read a side job nor measure speed (they run while the side
 jobs do), then those that read a side job's result (`warm_caches` counts: it waits for the `warm` job), in the
 order of the waves they wait for, then the modules marked `timing` (they compare speed with the reference), which
-under plain pytest start only when every side job has ended, so nothing else loads the machine while they measure (tests/test_lanes.py
+start only when every side job has ended, so nothing else loads the machine while they measure (tests/test_lanes.py
 goes before them all: see _rank). A module moves as one block, so its module fixtures run once.
 
 Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
-Lanes: `make test` runs the timing tests in a pytest process of their own, beside the rest at idle priority
+Lanes: `make test-lanes` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
 (tests/_lanes.py); AILAB_LANE names the lane this process is ("main" or "timing"; unset under plain pytest).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
 """
@@ -43,11 +43,10 @@ _folders += [p for p in HOSTILE.parent.iterdir() if p.is_dir() and p != HOSTILE]
 os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in sorted(_folders)))
 
 # Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
-# session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The first wave holds every side
-# job that measures speed against the reference (the observability grades, the hostile batch, the agents batch):
-# they mostly wait (a fixed minute of traffic, hanging submissions, the scripted model's latency), so they share a
-# wave. The later ones measure nothing and keep a core busy (the interviewer's nbgrader course, the Cranfield
-# comparison): under `make test` they run at idle priority beside the timing lane (see TIMING_STARTS_WITH).
+# session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
+# wait, so they share a wave; the others keep a core busy, so they take one at a time, except the agents batch:
+# it mostly waits (the scripted model's latency, the faults' delays) and shares the last wave with the Cranfield
+# comparison, while the pytest process has mostly run out of work (docs/architecture.md "Tests" has the figures).
 WAVES: list[dict[str, str]] = [
     {
         "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
@@ -56,11 +55,11 @@ WAVES: list[dict[str, str]] = [
         "observability_broken": "tests.test_observability_grader:broken_batch",
         "observability_slow_handler": "tests.test_observability_grader:smoke_card:slow_handler",
         "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
-        "adversarial_batch": "tests.test_adversarial:hostile_batch",
-        "agents_batch": "tests.test_agents_grader:graded_batch",
     },
-    {"interview_course": "tests.test_interviewer:interview_course",
-     "presence_only": "tests.test_datasets:presence_only_comparison"},
+    {"adversarial_batch": "tests.test_adversarial:hostile_batch"},
+    {"interview_course": "tests.test_interviewer:interview_course"},
+    {"presence_only": "tests.test_datasets:presence_only_comparison",
+     "agents_batch": "tests.test_agents_grader:graded_batch"},
 ]
 SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 
@@ -71,11 +70,11 @@ SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 # get the environment back and run as a grader does (sandboxed submissions always get one thread). A run without
 # side jobs (the fast tier) keeps torch's default: alone, one thread is slower.
 _OWN_THREAD_SETTING = False
-# tests/_lanes.py: the timing lane starts measuring, and the main lane drops to idle priority, when this side job
-# starts, i.e. when every side job that measures speed has ended
-TIMING_STARTS_WITH = "interview_course"
+# tests/_lanes.py: the timing lane starts measuring when this side job starts, i.e. when the waves before it have
+# had both cores (a third of the main lane's CPU time), so that the two lanes end at about the same time
+TIMING_STARTS_WITH = "adversarial_batch"
 LANE = os.environ.get("AILAB_LANE", "")
-_timing_lane: dict[str, Any] = {}  # in the timing lane: when it started measuring
+_timing_lane: dict[str, Any] = {}  # in the timing lane: when it started measuring, and the main lane's cores
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 
 
@@ -96,7 +95,7 @@ WAVE_OF = {"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for 
 
 def _rank(item: pytest.Item) -> tuple[int, int]:
     """(group, the last wave it reads): modules that read side jobs run in the order their results come. The lanes'
-    own tests go first: seconds long, they run a small two-lane session of their own before the machine fills up."""
+    own tests go first, while this process still has every core (under `make test-lanes` the timing lane takes one)."""
     if item.nodeid.startswith("tests/test_lanes.py"):
         return -1, 0
     if item.get_closest_marker("timing"):
@@ -127,8 +126,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             signal.set()
         threading.Thread(target=_signal_the_timing_lane, args=(signal,), daemon=True).start()
     elif LANE == "timing":
-        lanes.take_the_lead()
+        _timing_lane["main_cpus"] = lanes.take_a_core()
         _timing_lane["started"] = _jobs.elapsed()
+        _torch_threads(1)
 
 
 def _signal_the_timing_lane(when: threading.Event) -> None:
@@ -142,7 +142,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _jobs.wait_all()
         _default_threads()
         if LANE == "timing":
-            lanes.idle_the_main_lane()
+            lanes.pin_the_main_lane(_timing_lane["main_cpus"])
 
 
 def _one_thread_each() -> None:
@@ -181,8 +181,8 @@ def collect_garbage_after_module() -> Iterator[None]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _timing_lane:
         terminalreporter.write_line(
-            f"[timing lane] started measuring at {_timing_lane['started']:.0f} s; the main lane's processes at idle "
-            "priority (SCHED_IDLE) from then")
+            f"[timing lane] started measuring at {_timing_lane['started']:.0f} s on core "
+            f"{sorted(os.sched_getaffinity(0))}; the main lane's processes on {sorted(_timing_lane['main_cpus'])}")
     if _jobs.timeline:
         terminalreporter.write_sep("-", "side jobs (tests/_side_jobs.py)")
         for line in _jobs.summary():

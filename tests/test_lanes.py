@@ -1,5 +1,5 @@
-"""tests/_lanes.py, which `make test` runs: the timing tests in a pytest process of their own that, once the main lane
-lets it start, puts every process of the main lane at idle priority (SCHED_IDLE)."""
+"""tests/_lanes.py, which `make test-lanes` runs: the timing tests in a pytest process of their own, pinned to a core of
+their own once the main lane lets them start, and every process of the main lane pinned to the other cores."""
 from __future__ import annotations
 
 import json
@@ -27,14 +27,19 @@ time.sleep(60)
 
 
 def _cpus() -> list[int]:
+    """This process's cores now (under `make test-lanes` the main lane has one once the timing lane has taken its own)."""
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def _policies(pid: int) -> list[int]:
-    """The scheduling class of each thread of `pid`."""
-    if not hasattr(os, "SCHED_IDLE"):
-        pytest.skip("SCHED_IDLE is Linux's")
-    return [os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+def _two_cores() -> list[int]:
+    cpus = _cpus()
+    if len(cpus) < 2:
+        pytest.skip("pinning a lane to a core of its own needs two cores")
+    return cpus
+
+
+def _affinities(pid: int) -> list[set[int]]:
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
 
 
 def test_one_lane_with_nothing_to_run_is_not_a_failure() -> None:
@@ -45,33 +50,33 @@ def test_one_lane_with_nothing_to_run_is_not_a_failure() -> None:
     assert lanes._combined(2, 1) == 2
 
 
-def test_the_main_lane_and_what_it_starts_later_go_to_idle_priority_every_thread(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_main_lane_and_what_it_starts_later_are_pinned_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _two_cores()[0]
     with subprocess.Popen([sys.executable, "-c", SLEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as proc:
         try:
             assert proc.stdout is not None and proc.stdin is not None
             assert proc.stdout.readline().strip() == "ready"
-            assert _policies(proc.pid) == [os.SCHED_OTHER] * 4
             monkeypatch.setenv("AILAB_LANE_PEER", str(proc.pid))
-            lanes.idle_the_main_lane()
-            assert _policies(proc.pid) == [os.SCHED_IDLE] * 4
+            lanes.pin_the_main_lane({first})
+            assert len(_affinities(proc.pid)) == 4 and all(a == {first} for a in _affinities(proc.pid))
             proc.stdin.write("\n")
             proc.stdin.flush()
             child = int(proc.stdout.readline())
-            assert _policies(child) == [os.SCHED_IDLE], "a process started after the sweep inherits the class"
+            assert _affinities(child) == [{first}], "a process started after the sweep inherits the pinning"
             os.kill(child, 9)
         finally:
             proc.kill()
-    assert _policies(os.getpid())[0] == os.SCHED_OTHER, "the caller keeps its own"
-    lanes.idle_the_main_lane()  # the peer has ended: nothing to do, no error
+    lanes.pin_the_main_lane({first})  # the peer has ended: nothing to do, no error
 
 
-def test_the_timing_lane_waits_for_the_signal_then_idles_the_main_lane(monkeypatch: pytest.MonkeyPatch,
+def test_the_timing_lane_waits_for_the_signal_then_takes_the_last_core(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path) -> None:
-    """take_the_lead in a process of its own, with a sleeping peer as the main lane."""
-    lane = ("import json, os\nfrom tests import _lanes\n_lanes.take_the_lead()\n"
-            "print(json.dumps([os.sched_getscheduler(int(t)) for t in os.listdir(f'/proc/{os.getpid()}/task')]))")
+    """take_a_core in a process of its own (it pins the process that calls it), with a sleeping peer."""
+    cpus = _two_cores()
+    lane = ("import json, os\nfrom tests import _lanes\nmain = _lanes.take_a_core()\n"
+            "print(json.dumps({'main': sorted(main), 'omp': os.environ['OMP_NUM_THREADS'], 'mine': "
+            "[sorted(os.sched_getaffinity(int(t))) for t in os.listdir(f'/proc/{os.getpid()}/task')]}))")
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as peer:
         env = {**os.environ, "AILAB_LANE_DIR": str(tmp_path), "AILAB_LANE_PEER": str(peer.pid)}
         try:
@@ -79,14 +84,15 @@ def test_the_timing_lane_waits_for_the_signal_then_idles_the_main_lane(monkeypat
                                   text=True) as timing:
                 time.sleep(2)
                 assert timing.poll() is None, "it must wait for the main lane's signal"
-                assert _policies(peer.pid) == [os.SCHED_OTHER]
+                assert all(a == set(cpus) for a in _affinities(peer.pid))
                 monkeypatch.setenv("AILAB_LANE_DIR", str(tmp_path))
                 lanes.let_the_timing_lane_start(12.3)
                 lanes.let_the_timing_lane_start(99.0)  # once only
                 out, _ = timing.communicate(timeout=60)
             assert timing.returncode == 0 and (tmp_path / "go").read_text() == "12"
-            assert set(json.loads(out)) == {os.SCHED_OTHER}, "the timing lane keeps the normal class"
-            assert _policies(peer.pid) == [os.SCHED_IDLE]
+            took = json.loads(out)
+            assert took["main"] == cpus[:-1] and all(a == [cpus[-1]] for a in took["mine"]) and took["omp"] == "1"
+            assert all(a == set(cpus[:-1]) for a in _affinities(peer.pid))
         finally:
             peer.kill()
 
@@ -103,7 +109,7 @@ def test_make_test_runs_the_two_lanes_and_reports_both(tmp_path: Path) -> None:
     if len(cpus) < 2:  # plain pytest
         assert "timing lane" not in done.stdout and " passed" in done.stdout
         return
-    main, _, timing = done.stdout.partition(" timing lane (-m timing, first in line for the cores) ")
+    main, _, timing = done.stdout.partition(" timing lane (-m timing, a core of its own) ")
     assert " passed, 1 deselected" in main and "1 passed, " in timing
-    assert "the main lane's processes at idle priority (SCHED_IDLE) from then" in timing
+    assert f"on core [{cpus[-1]}]; the main lane's processes on {cpus[:-1]}" in timing
     assert "[lanes] main lane: status 0" in timing and "timing lane: status 0" in timing
