@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests._cpu import process_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_S = 900  # a side job that runs longer than this is killed and its tests fail with its log
 WARM = "tests._side_jobs:warm"
@@ -51,6 +53,8 @@ class SideJobs:
         self.stopped = False
         self.t0 = time.monotonic()
         self.timeline: list[tuple[str, float, float]] = []  # (what, start s, end s) from the session's start
+        self.cpu: dict[str, float] = {}  # job -> its CPU seconds (its own and its waited children's), once reaped
+        self._lock = threading.Lock()
 
     def run(self, waves: list[dict[str, str]], warm_needed: bool = False) -> None:
         """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run or a test
@@ -72,7 +76,7 @@ class SideJobs:
                 self.started.setdefault(name, threading.Event()).set()
             for name in wave:
                 if name in self.procs:
-                    self._wait(self.procs[name])
+                    self._wait(name)
             self.timeline.append((", ".join(wave), started, self.elapsed()))
 
     def _start(self, name: str, target: str) -> subprocess.Popen[bytes]:
@@ -83,13 +87,23 @@ class SideJobs:
                                     stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
 
-    @staticmethod
-    def _wait(proc: subprocess.Popen[bytes]) -> None:
+    def _wait(self, name: str) -> None:
+        """Wait for a job's process (killing it past LIMIT_S) and note its CPU seconds (tests/_cpu.py)."""
+        proc = self.procs[name]
         try:
             proc.wait(timeout=LIMIT_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+        with self._lock:
+            if name not in self.cpu:
+                cpu = self.folder / name / "cpu.txt"
+                self.cpu[name] = float(cpu.read_text()) if cpu.exists() else 0.0
+
+    def reaped_cpu(self) -> float:
+        """CPU seconds of the jobs reaped so far: they count in this process's children's time from then on."""
+        with self._lock:
+            return sum(self.cpu.values())
 
     def elapsed(self) -> float:
         """Seconds since the session started."""
@@ -101,7 +115,7 @@ class SideJobs:
         if name not in self.procs:
             raise RuntimeError(f"side job {name} was not started (the session is stopping)")
         proc = self.procs[name]
-        self._wait(proc)
+        self._wait(name)
         out = self.folder / name
         if proc.returncode != 0:
             tail = (out / "log.txt").read_text(errors="replace")[-4000:]
@@ -134,7 +148,10 @@ class SideJobs:
 def _run(target: str, out: Path) -> None:
     module, function, *args = target.split(":")
     started = time.monotonic()
-    result = getattr(importlib.import_module(module), function)(out, *args)
+    try:
+        result = getattr(importlib.import_module(module), function)(out, *args)
+    finally:
+        (out / "cpu.txt").write_text(f"{process_cpu():.1f}")
     (out / "result.pickle").write_bytes(pickle.dumps(result))
     print(f"[side job] {target} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
 

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests import _lanes as lanes
+from tests._cpu import Ledger
 from tests._side_jobs import SideJobs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -76,6 +77,7 @@ TIMING_STARTS_WITH = "adversarial_batch"
 LANE = os.environ.get("AILAB_LANE", "")
 _timing_lane: dict[str, Any] = {}  # in the timing lane: when it started measuring, and the main lane's cores
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
+_cpu = Ledger()  # where the CPU went: printed at the end (tests/_cpu.py)
 
 
 def _side_job_fixture(name: str, fixture_name: str | None = None):  # type: ignore[no-untyped-def]
@@ -139,6 +141,8 @@ def _signal_the_timing_lane(when: threading.Event) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("timing"):  # before its fixtures, which may grade
+        if _cpu.marks[-1][0] != "the timing tests":
+            _cpu.mark("the timing tests")
         _jobs.wait_all()
         _default_threads()
         if LANE == "timing":
@@ -170,12 +174,14 @@ def _torch_threads(n: int) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def collect_garbage_after_module() -> Iterator[None]:
+def collect_garbage_after_module(request: pytest.FixtureRequest) -> Iterator[None]:
     """Collect garbage when a module ends (after its other fixtures: autouse fixtures are set up first), so an
     object it left unclosed (a socket, a file) warns in the module that leaked it, not in whichever later test the
-    garbage collector happened to run during."""
+    garbage collector happened to run during. Also counts the module's CPU (tests/_cpu.py)."""
+    _cpu.module_started(request.module.__name__, _jobs.reaped_cpu())
     yield
     gc.collect()
+    _cpu.module_ended(_jobs.reaped_cpu())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -186,6 +192,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _jobs.timeline:
         terminalreporter.write_sep("-", "side jobs (tests/_side_jobs.py)")
         for line in _jobs.summary():
+            terminalreporter.write_line(line)
+    if _cpu.modules:
+        _cpu.mark("end")
+        terminalreporter.write_sep("-", "CPU (tests/_cpu.py): the phases, the side jobs, the modules that used most")
+        for line in _cpu.summary(_jobs.cpu):
             terminalreporter.write_line(line)
 
 
