@@ -138,12 +138,9 @@ def test_naive_server_scores_clearly_lower(batch: dict) -> None:
     assert naive["admission_control"]["points"] == 0, naive["admission_control"]["detail"]  # no bound, no 429
     assert batch["naive"]["score"] <= batch["reference"]["score"] - 25
     assert naive["correctness"]["points"] == naive["correctness"]["max_points"]  # same API, just slow
-    # slow, but what it finished was the greedy output: at most the lab's share of wrong streams, never withheld.
-    # Not "every stream": decoded alone, a prompt can leave the grader's batched greedy text at a near-tie of the
-    # tiny model (seed 739568390: 1 of 115 prompts, from character 65; the reference's batches matched all 115)
-    share = load_lab("serving").raw["verification"]["max_failure_share"]
-    assert 1 - batch["naive"]["metrics"]["verified_rate"] <= share, batch["naive"]["metrics"]
-    assert not any("output verification failed" in e for e in batch["naive"]["errors"]), batch["naive"]["errors"]
+    # slow, but every stream it finished was right (decoding each prompt alone, it takes the other token of a near
+    # tie now and then: verify.near_tie, tests/test_serving_verify.py)
+    assert batch["naive"]["metrics"]["verified_rate"] == 1, batch["naive"]["metrics"]
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ class Result:
     text: str = ""              # the streamed pieces, joined (cut at MAX_TEXT: then it cannot verify)
     text_ends: list[int] = field(default_factory=list)  # len(text) after each token event
     text_cut: bool = False
+    near_tie: bool = False           # verified by graders.serving.verify.near_tie
     usage_tokens: int | None = None  # usage.completion_tokens as the server claimed it; None: no usage chunk
     verified: bool | None = None     # None: not compared (the stream failed, or no verification ran)
 
