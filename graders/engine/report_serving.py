@@ -114,7 +114,7 @@ def verification_section(card: Scorecard) -> str:
                                                   "detok_only", "{:d}"),
             ("verified, taking a near-tied token where the grader's batch took the other", "near_ties", "{:d}"),
             ("verified, with a usage that disagrees with the streamed tokens", "usage_mismatches", "{:d}")]
-    table = "".join(f"<tr><td>{e(label)}</td><td>{fmt.format(cand.get(key, 0))}</td><td>{fmt.format(ref.get(key, 0))}</td></tr>"
+    table = "".join(f"<tr><td>{e(label)}</td><td>{fmt.format(cand[key])}</td><td>{fmt.format(ref[key])}</td></tr>"
                     for label, key, fmt in rows)
     examples = "".join(f"<tr><td>…{e(x['prompt'])}</td><td>{e(x['max_tokens'])}</td><td>{e(repr(x['got']))}</td>"
                        f"<td>{e(repr(x['want']))}</td></tr>" for x in cand.get("examples", []))
