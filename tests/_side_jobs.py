@@ -9,8 +9,7 @@ backends embedding the same corpus at once each took over 180 s to start), then 
 side (`python -m tests._side_jobs MODULE:FUNCTION[:ARG...] FOLDER`), a wave when the one before has ended; the
 result comes back pickled. Tests that measure speed against the reference (`@pytest.mark.timing`) run only after
 every side job has ended, so nothing else loads the machine while they measure (under `make test-lanes`, on a core
-of their own instead: tests/_lanes.py). The exception is the last wave, `beside`: jobs that measure nothing and keep
-a core busy; they start when the timing tests start, pinned to the cores those leave (`start_beside`).
+of their own instead: tests/_lanes.py).
 """
 from __future__ import annotations
 
@@ -27,9 +26,8 @@ from typing import Any
 from tests._cpu import process_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT_S = 1200  # a side job that runs longer than this is killed and its tests fail with its log
+LIMIT_S = 900  # a side job that runs longer than this is killed and its tests fail with its log
 WARM = "tests._side_jobs:warm"
-CPUS_ENV = "AILAB_SIDE_JOB_CPUS"  # a `beside` job's cores (start_beside)
 
 
 def warm(folder: Path) -> None:
@@ -56,59 +54,37 @@ class SideJobs:
         self.t0 = time.monotonic()
         self.timeline: list[tuple[str, float, float]] = []  # (what, start s, end s) from the session's start
         self.cpu: dict[str, float] = {}  # job -> its CPU seconds (its own and its waited children's), once reaped
-        self.waves_done = threading.Event()  # every wave but `beside` has ended
-        self._beside_go = threading.Event()
-        self._beside_cpus: set[int] | None = None
         self._lock = threading.Lock()
 
-    def run(self, waves: list[dict[str, str]], beside: dict[str, str] | None = None,
-            warm_needed: bool = False) -> None:
+    def run(self, waves: list[dict[str, str]], warm_needed: bool = False) -> None:
         """Start the waves (name -> MODULE:FUNCTION[:ARG]); `warm` goes first when any job is to run or a test
-        waits for it (result("warm")). `beside` runs after them once `start_beside` is called."""
+        waits for it (result("warm"))."""
         waves = [wave for wave in waves if wave]
-        beside = beside or {}
-        for wave in [*waves, beside]:
-            self.started.update({name: threading.Event() for name in wave})
-        if waves or beside or warm_needed:
-            self.started["warm"] = threading.Event()
-            self.thread = threading.Thread(target=self._waves, args=([{"warm": WARM}, *waves], beside), daemon=True)
-            self.thread.start()
-        else:
-            self.waves_done.set()
-
-    def start_beside(self, cpus: set[int] | None = None) -> None:
-        """Let the `beside` wave start (once the other waves have ended), its processes on `cpus` (None: any)."""
-        if not self._beside_go.is_set():
-            self._beside_cpus = cpus
-            self._beside_go.set()
-
-    def _waves(self, waves: list[dict[str, str]], beside: dict[str, str]) -> None:
         for wave in waves:
-            self._wave(wave)
-        self.waves_done.set()
-        if beside:
-            self._beside_go.wait()
-            self._wave(beside, self._beside_cpus)
+            self.started.update({name: threading.Event() for name in wave})
+        if waves or warm_needed:
+            self.started["warm"] = threading.Event()
+            self.thread = threading.Thread(target=self._waves, args=([{"warm": WARM}, *waves],), daemon=True)
+            self.thread.start()
 
-    def _wave(self, wave: dict[str, str], cpus: set[int] | None = None) -> None:
-        started = self.elapsed()
-        for name, target in wave.items():
-            if not self.stopped:
-                self.procs[name] = self._start(name, target, cpus)
-            self.started.setdefault(name, threading.Event()).set()
-        for name in wave:
-            if name in self.procs:
-                self._wait(name)
-        where = f" (on cores {sorted(cpus)})" if cpus else ""
-        self.timeline.append((", ".join(wave) + where, started, self.elapsed()))
+    def _waves(self, waves: list[dict[str, str]]) -> None:
+        for wave in waves:
+            started = self.elapsed()
+            for name, target in wave.items():
+                if not self.stopped:
+                    self.procs[name] = self._start(name, target)
+                self.started.setdefault(name, threading.Event()).set()
+            for name in wave:
+                if name in self.procs:
+                    self._wait(name)
+            self.timeline.append((", ".join(wave), started, self.elapsed()))
 
-    def _start(self, name: str, target: str, cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    def _start(self, name: str, target: str) -> subprocess.Popen[bytes]:
         out = self.folder / name
         out.mkdir(parents=True)
-        env = {**self.env, CPUS_ENV: ",".join(map(str, sorted(cpus)))} if cpus else self.env
         with open(out / "log.txt", "wb") as log:
             return subprocess.Popen([sys.executable, "-m", "tests._side_jobs", target, str(out)], cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
 
     def _wait(self, name: str) -> None:
@@ -135,8 +111,6 @@ class SideJobs:
 
     def result(self, name: str) -> Any:
         """The job's return value, once it has ended; a failed job raises with the end of its log."""
-        if not self.started[name].is_set():
-            self.start_beside()  # a `beside` job that nothing has let start yet
         self.started[name].wait()
         if name not in self.procs:
             raise RuntimeError(f"side job {name} was not started (the session is stopping)")
@@ -148,21 +122,13 @@ class SideJobs:
             raise RuntimeError(f"side job {name} ended with status {proc.returncode}:\n{tail}")
         return pickle.loads((out / "result.pickle").read_bytes())
 
-    def wait_waves(self) -> None:
-        """Wait for every wave but `beside` (the timing tests' start: the wait shows in the timeline)."""
+    def wait_all(self) -> None:
+        if self.thread is None:
+            return
         started = self.elapsed()
-        self.waves_done.wait()
-        if self.thread is not None and not any(what.startswith("timing tests") for what, _, _ in self.timeline):
+        self.thread.join()
+        if not any(what.startswith("timing tests") for what, _, _ in self.timeline):
             self.timeline.append(("timing tests start (waiting for the waves until the end)", started,
-                                  self.elapsed()))
-
-    def wait_beside(self) -> None:
-        """Wait for the `beside` wave too (it starts now if nothing has started it)."""
-        self.start_beside()
-        if self.thread is not None and self.thread.is_alive():
-            started = self.elapsed()
-            self.thread.join()
-            self.timeline.append(("timing tests on every core start (waiting for the jobs beside)", started,
                                   self.elapsed()))
 
     def summary(self) -> list[str]:
@@ -171,7 +137,6 @@ class SideJobs:
 
     def stop(self) -> None:
         self.stopped = True
-        self._beside_go.set()
         for proc in list(self.procs.values()):
             if proc.poll() is None:
                 os.killpg(proc.pid, 9)
@@ -181,8 +146,6 @@ class SideJobs:
 
 
 def _run(target: str, out: Path) -> None:
-    if os.environ.get(CPUS_ENV):  # a `beside` job: on the cores the timing tests leave, and so is what it starts
-        os.sched_setaffinity(0, {int(c) for c in os.environ[CPUS_ENV].split(",")})
     module, function, *args = target.split(":")
     started = time.monotonic()
     try:

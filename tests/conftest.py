@@ -6,17 +6,14 @@ tests/fixtures/gaming/isolation/ holds submissions that reach for the reference 
 out (and tests/test_gaming_isolation.py grades with the setting removed).
 
 Order and side jobs: grading runs that mostly wait on the clock run as side jobs (tests/_side_jobs.py), in
-waves from when the session starts, each in its own process; WAVES names them. Whole modules run in five groups, each
+waves from when the session starts, each in its own process; WAVES names them. Whole modules run in three groups, each
 in collection order: first the modules that neither read a side job nor measure speed (they run while the side
 jobs do), then those that read a side job's result (`warm_caches` counts: it waits for the `warm` job), in the
 order of the waves they wait for, then the modules marked `timing` (they compare speed with the reference), which
-start only when every wave has ended: first those that need one core, on a core of their own, while BESIDE_TIMING's
-jobs (they measure nothing) run on the others; then those marked `timing(cores=2)`, alone on every core once those
-jobs have ended; last the modules that read BESIDE_TIMING's results (tests/test_lanes.py goes before them all: see
-_rank). A module moves as one block, so its module fixtures run once.
+start only when every side job has ended, so nothing else loads the machine while they measure (tests/test_lanes.py
+goes before them all: see _rank). A module moves as one block, so its module fixtures run once.
 
-Threads: one OpenMP thread per process while side jobs run and while the timing tests have one core; the timing
-tests on every core get the setting back (see _OWN_THREAD_SETTING).
+Threads: one OpenMP thread per process while side jobs run, until the timing tests (see _OWN_THREAD_SETTING).
 Lanes: `make test-lanes` runs the timing tests in a pytest process of their own on a core of their own, beside the rest
 (tests/_lanes.py); AILAB_LANE names the lane this process is ("main" or "timing"; unset under plain pytest).
 Leaks: garbage is collected as each module ends, so a socket or file a module left open fails that module.
@@ -48,9 +45,9 @@ os.environ.setdefault("AILAB_TRUSTED_FIXTURES", os.pathsep.join(str(p) for p in 
 
 # Side jobs in waves, each wave when the one before has ended (after tests._side_jobs.warm):
 # session fixture -> MODULE:FUNCTION[:ARG], called as FUNCTION(fresh_folder, ARG). The observability grades mostly
-# wait, so they share a wave; the hostile batch keeps a core busy and shares the next with the agents batch, which
-# mostly waits (the scripted model's latency, the faults' delays). All of them grade speed against the reference,
-# so they run before the timing tests, not beside them (docs/architecture.md "Tests" has the figures).
+# wait, so they share a wave; the others keep a core busy, so they take one at a time, except the agents batch:
+# it mostly waits (the scripted model's latency, the faults' delays) and shares the last wave with the Cranfield
+# comparison, while the pytest process has mostly run out of work (docs/architecture.md "Tests" has the figures).
 WAVES: list[dict[str, str]] = [
     {
         "observability_always": "tests.test_gaming_observability:graded_card:always_alert",
@@ -60,19 +57,12 @@ WAVES: list[dict[str, str]] = [
         "observability_slow_handler": "tests.test_observability_grader:smoke_card:slow_handler",
         "observability_bad_detectors": "tests.test_observability_grader:smoke_card:bad_detectors",
     },
-    {"adversarial_batch": "tests.test_adversarial:hostile_batch",
+    {"adversarial_batch": "tests.test_adversarial:hostile_batch"},
+    {"interview_course": "tests.test_interviewer:interview_course"},
+    {"presence_only": "tests.test_datasets:presence_only_comparison",
      "agents_batch": "tests.test_agents_grader:graded_batch"},
 ]
-# Side jobs whose checks hold whatever the machine's load (the Cranfield comparison's quality figures; the course's
-# and the workshop hub's grades, taken on the smoke profile): they run beside the timing tests that need one core,
-# on the cores those leave, so that the timing phase, which used one core of two, uses both. The first two keep a
-# core busy; the hub's round trip mostly waits, and took ~200 s of the pytest process's own time before.
-BESIDE_TIMING: dict[str, str] = {
-    "interview_course": "tests.test_interviewer:interview_course",
-    "presence_only": "tests.test_datasets:presence_only_comparison",
-    "hub_round_trip": "tests.test_hub:hub_round_trip",
-}
-SIDE_JOBS = {name: target for wave in [*WAVES, BESIDE_TIMING] for name, target in wave.items()}
+SIDE_JOBS = {name: target for wave in WAVES for name, target in wave.items()}
 
 # While side jobs run, several processes run torch at once on two cores: this one, the side jobs, and the servers,
 # kernels and graders the tests start. With torch's default of one OpenMP thread per core each, they oversubscribe
@@ -86,10 +76,6 @@ _OWN_THREAD_SETTING = False
 TIMING_STARTS_WITH = "adversarial_batch"
 LANE = os.environ.get("AILAB_LANE", "")
 _timing_lane: dict[str, Any] = {}  # in the timing lane: when it started measuring, and the main lane's cores
-_ONE_CORE = False  # the timing tests that need one core run on one, BESIDE_TIMING's jobs on the others (_enter_timing)
-_timing_stage = ""  # "", "one core" or "every core"
-_OMP_AS_GIVEN = os.environ.get("OMP_NUM_THREADS")
-_ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 _jobs = SideJobs(Path(tempfile.mkdtemp(prefix="ailab-side-jobs-")))
 _cpu = Ledger()  # where the CPU went: printed at the end (tests/_cpu.py)
 
@@ -105,15 +91,8 @@ for _name in SIDE_JOBS:
     globals()[_name] = _side_job_fixture(_name)
 # `warm_caches`: for a test that grades on support-kb, which must not embed the corpus again while `warm` does
 warm_caches = _side_job_fixture("warm", "warm_caches")
-# when each side job's result is there: its wave (warm is wave 0; BESIDE_TIMING's jobs come last)
-WAVE_OF = ({"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for name in wave}
-           | {name: len(WAVES) + 1 for name in BESIDE_TIMING})
-
-
-def _cores(item: pytest.Item) -> int:
-    """How many cores a timing test needs to measure what it does (`timing(cores=2)`: the serving lab's load)."""
-    marker = item.get_closest_marker("timing")
-    return int(marker.kwargs.get("cores", 1)) if marker else 0
+# when each side job's result is there: its wave (warm is wave 0)
+WAVE_OF = {"warm_caches": 0} | {name: i + 1 for i, wave in enumerate(WAVES) for name in wave}
 
 
 def _rank(item: pytest.Item) -> tuple[int, int]:
@@ -121,10 +100,8 @@ def _rank(item: pytest.Item) -> tuple[int, int]:
     own tests go first, while this process still has every core (under `make test-lanes` the timing lane takes one)."""
     if item.nodeid.startswith("tests/test_lanes.py"):
         return -1, 0
-    if _cores(item):
-        return 1 + _cores(item), 0
-    if any(name in BESIDE_TIMING for name in item.fixturenames):
-        return 4, 0
+    if item.get_closest_marker("timing"):
+        return 2, 0
     waves = [WAVE_OF[name] for name in item.fixturenames if name in WAVE_OF]
     return (1, max(waves)) if waves else (0, 0)
 
@@ -143,14 +120,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     needed = {name for item in session.items for name in item.fixturenames if name in WAVE_OF}
     if needed:
         _one_thread_each()
-    beside = {name: target for name, target in BESIDE_TIMING.items() if name in needed}
-    _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES], beside,
+    _jobs.run([{name: target for name, target in wave.items() if name in needed} for wave in WAVES],
               warm_needed="warm_caches" in needed)
-    global _ONE_CORE
-    timing = [item for item in session.items if _cores(item)]
-    _ONE_CORE = bool(beside) and not LANE and len(_cpus()) >= 2 and any(_cores(item) == 1 for item in timing)
-    if not timing or LANE:
-        _jobs.start_beside()  # nothing to run beside: they follow the waves
     if LANE == "main":
         signal = _jobs.started.get(TIMING_STARTS_WITH, threading.Event())
         if TIMING_STARTS_WITH not in needed:
@@ -169,41 +140,13 @@ def _signal_the_timing_lane(when: threading.Event) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _cores(item):  # before its fixtures, which may grade
-        _enter_timing(_cores(item))
+    if item.get_closest_marker("timing"):  # before its fixtures, which may grade
+        if _cpu.marks[-1][0] != "the timing tests":
+            _cpu.mark("the timing tests")
+        _jobs.wait_all()
+        _default_threads()
         if LANE == "timing":
             lanes.pin_the_main_lane(_timing_lane["main_cpus"])
-
-
-def _enter_timing(cores: int) -> None:
-    """The timing tests' machine: once the waves have ended, this process (and what it starts) on the last core with
-    BESIDE_TIMING's jobs on the others, where the tests need one core and there are such jobs (_ONE_CORE); every core
-    to itself, those jobs ended, from the first test that needs more."""
-    global _timing_stage
-    stage = "one core" if cores == 1 and _ONE_CORE else "every core"
-    if _timing_stage == "every core" or stage == _timing_stage:
-        return
-    if not _timing_stage:
-        _cpu.mark("the timing tests" if stage == "every core" else "the timing tests on one core")
-        _jobs.wait_waves()
-    cpus = _cpus()
-    if stage == "one core":
-        lanes.pin(os.getpid(), {cpus[-1]})
-        os.environ["OMP_NUM_THREADS"] = "1"
-        _torch_threads(1)
-        _jobs.start_beside(set(cpus[:-1]))
-    else:
-        if _timing_stage:
-            _cpu.mark("the timing tests on every core")
-        _jobs.wait_beside()
-        if _timing_stage:
-            lanes.pin(os.getpid(), set(_ALL_CPUS))
-        _default_threads()
-    _timing_stage = stage
-
-
-def _cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def _one_thread_each() -> None:
@@ -216,15 +159,13 @@ def _one_thread_each() -> None:
 
 
 def _default_threads() -> None:
-    """The thread setting as a grader has it, for the timing tests on every core (see _OWN_THREAD_SETTING)."""
+    """The thread setting as a grader has it, for the timing tests (see _OWN_THREAD_SETTING)."""
     global _OWN_THREAD_SETTING
-    if _OWN_THREAD_SETTING or _timing_stage == "one core":
+    if _OWN_THREAD_SETTING:
         _OWN_THREAD_SETTING = False
-        if _OMP_AS_GIVEN is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = _OMP_AS_GIVEN
-        _torch_threads(int(_OMP_AS_GIVEN) if _OMP_AS_GIVEN else len(_ALL_CPUS) or 1)  # torch's: one per core
+        del os.environ["OMP_NUM_THREADS"]
+        # torch's default: one per core this process may use
+        _torch_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _torch_threads(n: int) -> None:

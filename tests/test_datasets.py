@@ -336,9 +336,8 @@ def test_presence_only_cranfield_copy_is_read_as_such(tmp_path: Path) -> None:
 
 
 def presence_only_comparison(folder: Path) -> dict | None:
-    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py). It runs
-    beside the timing tests on the cores they leave (tests/conftest.py BESIDE_TIMING), with a thread on each of those
-    (side jobs are started with one)."""
+    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py). It runs in
+    the last wave, when the pytest process mostly waits for it, so it takes every core (side jobs get one thread)."""
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

@@ -117,7 +117,7 @@ def test_measured_cost_is_gpu_seconds_times_price_and_energy_times_price_per_kwh
 
 
 @pytest.mark.slow
-@pytest.mark.timing(cores=2)  # the serving lab's load (tests/conftest.py)
+@pytest.mark.timing
 def test_the_floor_is_loaded_once_and_lands_in_the_scorecard_and_report(tmp_path) -> None:
     """floor = true (the GPU profile's setting) on CPU: the naive server takes the same load once per batch."""
     hidden = tmp_path / "hidden"

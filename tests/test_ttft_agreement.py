@@ -9,7 +9,7 @@ import pytest
 from benchmarks.serving import load_lab, server
 from graders.serving.ttft_probe import probe
 
-pytestmark = pytest.mark.timing(cores=2)  # the serving lab's load needs both cores (tests/conftest.py)
+pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
 
 
 @pytest.mark.slow
