@@ -13,6 +13,11 @@ import time
 from pathlib import Path
 
 
+def usable_cores() -> int:
+    """How many cores this process may run on (its affinity, where the platform has one): torch's default threads."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def process_cpu() -> float:
     """CPU seconds of this process and of every child it has waited for."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

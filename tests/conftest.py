@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from tests import _lanes as lanes
-from tests._cpu import Ledger
+from tests._cpu import Ledger, usable_cores
 from tests._side_jobs import SideJobs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -164,8 +164,7 @@ def _default_threads() -> None:
     if _OWN_THREAD_SETTING:
         _OWN_THREAD_SETTING = False
         del os.environ["OMP_NUM_THREADS"]
-        # torch's default: one per core this process may use
-        _torch_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        _torch_threads(usable_cores())  # torch's default: one per core
 
 
 def _torch_threads(n: int) -> None:

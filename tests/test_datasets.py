@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
@@ -340,7 +339,9 @@ def presence_only_comparison(folder: Path) -> dict | None:
     the last wave, when the pytest process mostly waits for it, so it takes every core (side jobs get one thread)."""
     import torch
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    from tests._cpu import usable_cores
+
+    torch.set_num_threads(usable_cores())
     return _benchmark("presence_only").compare(CRANFIELD, folder / "p") if CRANFIELD.is_dir() else None
 
 
