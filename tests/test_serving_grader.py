@@ -15,7 +15,7 @@ from graders.engine.labconfig import load_lab
 from graders.engine.scorecard import KEYS
 from graders.paths import REPO_ROOT
 from graders.serving.client import Result, summarize, workload
-from graders.serving.grade import SERVING_METRICS, grade
+from graders.serving.grade import SERVING_METRICS, Context, Load, grade, rates_to_look_again
 from graders.serving.host import load
 
 pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
@@ -66,6 +66,49 @@ def test_workload_is_seeded_and_bounded() -> None:
     a, b = workload(spec, 5.0, Tok(), list(range(1000))), workload(spec, 5.0, Tok(), list(range(1000)))
     assert a == b and 60 < len(a) < 140                  # ~100 Poisson arrivals
     assert all(0 < t < 20 and 3 <= n <= 5 and 4 <= len(p.split()) <= 8 for t, p, n in a)
+
+
+def test_a_second_draw_is_seeded_and_shares_no_prompt_with_the_first() -> None:
+    class Tok:
+        def decode(self, ids: list[int]) -> str:
+            return " ".join(map(str, ids))
+
+    spec = {"seed": 7, "duration_s": 8.0, "prompt_tokens": [16, 128], "output_tokens": [32, 96]}
+    corpus = list(range(10**6))
+    first, second = workload(spec, 12.0, Tok(), corpus), workload(spec, 12.0, Tok(), corpus, draw=1)
+    assert second == workload(spec, 12.0, Tok(), corpus, draw=1)
+    # answers cached from the first window are no help in the second
+    assert not {p for _, p, _ in first} & {p for _, p, _ in second}
+
+
+def test_a_second_look_only_where_the_goodput_ratio_scores_partly(tmp_path: Path) -> None:
+    ctx = Context(load_lab("serving"), "quick", tmp_path, tokenizer=None, corpus_ids=[], usd_per_hour=0.0)
+    low_rate, top_rate = ctx.profile.rates
+
+    def load(low: float, high: float) -> Load:
+        return Load(summaries={low_rate: {"goodput_rps": low}, top_rate: {"goodput_rps": high}})
+
+    ref = load(1.22, 8.76)
+    # CI stop 28 (the top rate was 12/s then): the reference graded against itself, one bad window; ratio 0.59
+    assert rates_to_look_again(ctx, load(1.19, 4.67), ref) == [top_rate]
+    assert rates_to_look_again(ctx, load(0.2, 4.0), ref) == [low_rate, top_rate]  # every rate short of full credit
+    assert rates_to_look_again(ctx, load(1.2, 8.1), ref) == []  # ratio 0.93: full credit, nothing to gain
+    assert rates_to_look_again(ctx, load(0.4, 0.3), ref) == []  # ratio 0.07: the naive server's, no points either way
+
+
+def test_each_side_keeps_its_better_window_and_every_stream_stays_verified() -> None:
+    def window(goodput: float, n: int) -> Load:
+        return Load(summaries={12.0: {"goodput_rps": goodput}}, results={12.0: [Result(arrival=i) for i in range(n)]})
+
+    worse_first, better_first = window(4.67, 3), window(8.5, 2)
+    kept, other = worse_first.results[12.0], better_first.results[12.0]
+    worse_first.keep_better(better_first, 12.0)
+    assert worse_first.goodput(12.0) == 8.5 and worse_first.results[12.0] is other
+    assert worse_first.again == {12.0: (4.67, 8.5)}
+    assert {id(r) for r in worse_first.everything()} == {id(r) for r in kept + other}  # all verified
+    better, worse = window(8.76, 2), window(7.9, 3)
+    better.keep_better(worse, 12.0)
+    assert better.goodput(12.0) == 8.76 and better.again == {12.0: (8.76, 7.9)} and len(better.everything()) == 5
 
 
 def test_host_reports_a_missing_create_app(tmp_path: Path) -> None:

@@ -59,6 +59,11 @@ class Greedy:
     ids: dict[str, list[int]] = field(default_factory=dict)  # prompt -> greedy token ids (the longest asked)
     engine: tuple[str, str, str | None] = ("cpu", "tiny-gpt2", None)  # (device, model, dtype) for near ties
 
+    def merged(self, more: Greedy) -> Greedy:
+        """This run's greedy outputs with `more` (computed later in the run, for requests drawn later)."""
+        return Greedy({**self.texts, **more.texts}, self.seconds + more.seconds, {**self.ends, **more.ends},
+                      {**self.ids, **more.ids}, self.engine)
+
 
 def greedy_texts(requests: Iterable[tuple[str, int]], max_batch: int = 64, device: str = "cpu",
                  model: str = "tiny-gpt2", dtype: str | None = None) -> Greedy:
