@@ -335,13 +335,9 @@ def test_presence_only_cranfield_copy_is_read_as_such(tmp_path: Path) -> None:
 
 
 def presence_only_comparison(folder: Path) -> dict | None:
-    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py). It runs in
-    the last wave, when the pytest process mostly waits for it, so it takes every core (side jobs get one thread)."""
-    import torch
-
-    from tests._cpu import usable_cores
-
-    torch.set_num_threads(usable_cores())
+    """benchmarks/presence_only.py's comparison (minutes of embedding): a side job (tests/_side_jobs.py), with one
+    thread like every side job. The machine is busy then (1.95 of 2 cores in CI stop 28), so a second thread bought
+    no speed: it cost ~125 more CPU seconds (416 against ~290) and slowed the agents batch that shares its wave."""
     return _benchmark("presence_only").compare(CRANFIELD, folder / "p") if CRANFIELD.is_dir() else None
 
 
