@@ -9,9 +9,9 @@ alternates; every stream is verified against the engine's greedy output. Printed
 (median and range over both sides) and the candidate/reference ratio per draw (median and range).
 Then, for the profile's low rate with each higher rate as its top rate, the candidate/reference goodput ratio
 summed over the two rates, as a grade computes it: with one window per side, and with the grader's second look
-(`second_look`: where the first ratio scores partly, the rates short of full credit count each side's better of
-two windows, the next round standing in for the fresh draw). The share of grades under full credit is what a
-regrade of the reference risks.
+(graders.serving.load `second_look`: where the first ratio scores partly, the rates short of full credit count
+each side's better of two windows, the next round standing in for the fresh draw). The share of grades under full
+credit is what a regrade of the reference risks.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from graders.engine.labconfig import load_lab
 from graders.serving import verify
 from graders.serving.client import choose_seed, drive, prompt_corpus, warmup, workload
-from graders.serving.grade import Context, Load, device_price, goodput_band, load_one_rate, reference_path, start_host
+from graders.serving.grade import device_price, reference_path, start_host
+from graders.serving.load import Context, Load, goodput_band, load_one_rate
 
 
 def sum_ratio(c: list[float], r: list[float]) -> float:

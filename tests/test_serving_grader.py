@@ -15,7 +15,8 @@ from graders.engine.labconfig import load_lab
 from graders.engine.scorecard import KEYS
 from graders.paths import REPO_ROOT
 from graders.serving.client import Result, summarize, workload
-from graders.serving.grade import SERVING_METRICS, Context, Load, grade, rates_to_look_again
+from graders.serving.grade import SERVING_METRICS, grade
+from graders.serving.load import Context, Load, rates_to_look_again
 from graders.serving.host import load
 
 pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
