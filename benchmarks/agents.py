@@ -43,6 +43,9 @@ def main() -> None:
                   f"cost/resolved ${m.get('cost_per_resolved_usd', 0):.5f}")
             for line in card.errors[:2]:
                 print(f"         {line[:160]}")
+            for part in card.parts:
+                if part.points < part.max_points:
+                    print(f"         {part.name} {part.points:g}/{part.max_points:g}: {part.detail[:200]}")
         print(f"run {run + 1}: reference graded in {reference_s:.1f} s, {seconds:.1f} s in all ({args.profile})")
 
 
