@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import statistics
 import sys
 import tempfile
@@ -27,23 +26,22 @@ from graders.engine.labconfig import load_lab
 from graders.serving import verify
 from graders.serving.client import choose_seed, drive, prompt_corpus, warmup, workload
 from graders.serving.grade import device_price, reference_path, start_host
-from graders.serving.load import Context, Load, goodput_band, load_one_rate
+from graders.serving.load import Context, Load, goodput_band, goodput_ratio, measure_both, rates_to_look_again
 
 
-def sum_ratio(c: list[float], r: list[float]) -> float:
-    return sum(c) / sum(r) if sum(r) > 0 else 0.0
+def graded(ctx: Context, windows: list[dict[float, tuple[Load, Load]]], k: int, rates: list[float]) -> tuple[float, float]:
+    """(ratio with one window, ratio with the second look) for round k at `rates`, by the grader's own rule
+    (rates_to_look_again, Load.keep_better), round k + 1 standing in for the second look's fresh draw."""
+    def at(j: int, side: int) -> Load:
+        return Load(summaries={rate: windows[j][rate][side].summaries[rate] for rate in rates},
+                    results={rate: [] for rate in rates})
 
-
-def graded(c: list[list[float]], r: list[list[float]], k: int, band: tuple[float, float]) -> tuple[float, float]:
-    """(ratio with one window, ratio with the second look) for round k; c[i][k]: the candidate's goodput at rate i."""
-    zero, full = band
-    first = sum_ratio([x[k] for x in c], [x[k] for x in r])
-    if not zero <= first < full:
-        return first, first
-    look = [c[i][k] < full * r[i][k] for i in range(len(c))]
-    best_c = [max(x[k], x[k + 1]) if again else x[k] for x, again in zip(c, look)]
-    best_r = [max(x[k], x[k + 1]) if again else x[k] for x, again in zip(r, look)]
-    return first, sum_ratio(best_c, best_r)
+    cand, ref = at(k, 0), at(k, 1)
+    first = goodput_ratio(cand, ref)
+    for rate in rates_to_look_again(ctx, cand, ref):
+        cand.keep_better(at(k + 1, 0), rate)
+        ref.keep_better(at(k + 1, 1), rate)
+    return first, goodput_ratio(cand, ref)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,27 +65,26 @@ def main(argv: list[str] | None = None) -> None:
     warm = warmup(spec, 2, tok, corpus)
     ctx.greedy = verify.greedy_texts([(p, n) for reqs in [warm, *draws.values()] for _, p, n in reqs])
     source_code = reference_path(lab).read_text()
-    goodput: dict[str, list[list[float]]] = {"candidate": [[] for _ in rates], "reference": [[] for _ in rates]}
+    windows: list[dict[float, tuple[Load, Load]]] = []  # per round, per rate: (candidate's, reference's)
     cand = start_host(source_code, "candidate", lab, profile)
     try:
-        ref = start_host(source_code, "reference", lab, profile)
+        ctx.reference = ref = start_host(source_code, "reference", lab, profile)
         try:
             for w in (cand, ref):
                 asyncio.run(drive(w.url, warm, profile.client_timeout_s))
             for k in range(args.rounds):
-                for i, rate in enumerate(rates):
-                    for who, w in (("candidate", cand), ("reference", ref)):
-                        window = Load()
-                        with cand.paused() if w is ref else contextlib.nullcontext():
-                            load_one_rate(w.url, ctx, rate, window, None, draws[(rate, k)])
-                        goodput[who][i].append(window.goodput(rate))
+                windows.append({rate: (Load(), Load()) for rate in rates})
+                for rate in rates:
+                    measure_both(cand, ctx, rate, windows[k][rate], f"round {k + 1}: {rate:g}/s", draws[(rate, k)])
                 print(f"round {k + 1}/{args.rounds}: " + ", ".join(
-                    f"{rate:g}/s {goodput['candidate'][i][-1]:.2f} vs {goodput['reference'][i][-1]:.2f}"
-                    for i, rate in enumerate(rates)), file=sys.stderr, flush=True)
+                    f"{rate:g}/s {c.goodput(rate):.2f} vs {r.goodput(rate):.2f}" for rate, (c, r) in windows[k].items()),
+                    file=sys.stderr, flush=True)
         finally:
             ref.cleanup()
     finally:
         cand.cleanup()
+    goodput = {who: [[w[rate][side].goodput(rate) for w in windows] for rate in rates]
+               for side, who in enumerate(("candidate", "reference"))}
 
     print(f"\ngoodput per {profile.duration_s:g} s window (requests/s meeting the SLO), {args.rounds} windows per side;"
           "\nthe ratio is the candidate's over the reference's on the same draw of requests")
@@ -101,10 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nthe reference against itself, ratio of goodput sums (full credit at >= {band[1]}, none at <= {band[0]})")
     print(f"{'rates':>8}  {'one window: median':>18}  {'min':>5}  {'< full':>7}  {'second look: min':>16}  {'< full':>7}")
     for i in range(1, len(rates)):
-        pair = [0, i]
-        c = [goodput["candidate"][j] for j in pair]
-        r = [goodput["reference"][j] for j in pair]
-        pairs = [graded(c, r, k, band) for k in range(args.rounds - 1)]
+        pairs = [graded(ctx, windows, k, [rates[0], rates[i]]) for k in range(args.rounds - 1)]
         one = [p[0] for p in pairs]
         two = [p[1] for p in pairs]
         print(f"{f'{rates[0]:g},{rates[i]:g}':>8}  {statistics.median(one):>18.2f}  {min(one):>5.2f}  "

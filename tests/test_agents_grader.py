@@ -163,7 +163,8 @@ def parts(card: dict) -> dict[str, dict]:
 @pytest.mark.slow
 def test_reference_scores_high_with_no_violation(agents_batch: dict[str, dict]) -> None:
     ref = agents_batch["reference"]
-    assert ref["score"] >= 95, [(p["name"], p["points"], p["detail"]) for p in ref["parts"] if p["points"] < p["max_points"]]
+    lost = [(p["name"], p["points"], p["detail"]) for p in ref["parts"] if p["points"] < p["max_points"]]
+    assert ref["score"] >= 95, lost
     assert ref["metrics"]["violations"] == 0
     assert parts(ref)["traces"]["points"] == parts(ref)["traces"]["max_points"]
 

@@ -172,7 +172,7 @@ def score_load(card: Scorecard, ctx: Context, cand: Load | None, ref: Load | Non
         card.add(lat.name, 0, lat.weight, f"Task {lat.task}: no performance points: {withheld}")
         return
     rates = profile.rates
-    ratio = goodput_ratio(ctx, cand, ref)
+    ratio = goodput_ratio(cand, ref)
     per_rate = ", ".join(f"{r:g}/s: {cand.goodput(r):.2f} vs {ref.goodput(r):.2f}" for r in rates)
     detail = (f"Task {g.task}: goodput (requests/s meeting TTFT <= {ctx.lab.slo.get('ttft_ms', 0):g} ms and TPOT <= "
               f"{ctx.lab.slo.get('tpot_ms', 0):g} ms) vs the reference: {per_rate}; ratio of sums {ratio:.2f} "

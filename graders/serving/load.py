@@ -119,12 +119,20 @@ def load_rounds(cand: Worker, ctx: Context, name: str) -> tuple[Load, Load]:
         if w is cand and not any(r.verified is not None for r in load.warm):
             raise LoadSkipped(f"a streamed completion as the load test sends it failed ({load.warm[0].error})")
     for rate in ctx.requests:
-        for who, w, load in (("candidate", cand, loads[0]), ("reference", ctx.reference, loads[1])):
-            log(f"{name}: {len(ctx.requests[rate])} requests at {rate:g}/s for {profile.duration_s:g} s on the {who} ...")
-            with cand.paused() if w is not cand else contextlib.nullcontext():  # its background work cannot load the reference
-                load_one_rate(w.url, ctx, rate, load, remote.drive_options(w))
+        measure_both(cand, ctx, rate, loads, f"{name}: {len(ctx.requests[rate])} requests at {rate:g}/s for "
+                                             f"{profile.duration_s:g} s")
     second_look(cand, ctx, name, loads)
     return loads
+
+
+def measure_both(cand: Worker, ctx: Context, rate: float, into: tuple[Load, Load], what: str,
+                 requests: list[tuple[float, str, int]] | None = None) -> None:
+    """One window at `rate` on the candidate, then one on the reference (ctx.reference), into `into`'s two loads."""
+    assert ctx.reference is not None
+    for who, w, load in (("candidate", cand, into[0]), ("reference", ctx.reference, into[1])):
+        log(f"{what} on the {who} ...")
+        with cand.paused() if w is not cand else contextlib.nullcontext():  # its background work cannot load the reference
+            load_one_rate(w.url, ctx, rate, load, remote.drive_options(w), requests)
 
 
 def goodput_band(ctx: Context) -> tuple[float, float]:
@@ -133,9 +141,9 @@ def goodput_band(ctx: Context) -> tuple[float, float]:
     return g.zero_at_ratio or 0.3, g.full_at_ratio or 0.8
 
 
-def goodput_ratio(ctx: Context, cand: Load, ref: Load) -> float:
-    """The candidate's goodput over the reference's, each summed over the profile's rates."""
-    c, r = (sum(load.goodput(rate) for rate in ctx.profile.rates) for load in (cand, ref))
+def goodput_ratio(cand: Load, ref: Load) -> float:
+    """The candidate's goodput over the reference's, each summed over the rates measured (the profile's)."""
+    c, r = (sum(load.goodput(rate) for rate in ref.summaries) for load in (cand, ref))
     return c / r if r > 0 else 0.0
 
 
@@ -143,9 +151,9 @@ def rates_to_look_again(ctx: Context, cand: Load, ref: Load) -> list[float]:
     """The rates a second look measures: none unless the goodput ratio scores partly, else those at which the
     candidate's goodput fell short of full credit."""
     zero, full = goodput_band(ctx)
-    if not zero <= goodput_ratio(ctx, cand, ref) < full:
+    if not zero <= goodput_ratio(cand, ref) < full:
         return []
-    return [r for r in ctx.profile.rates if cand.goodput(r) < full * ref.goodput(r)]
+    return [r for r in ref.summaries if cand.goodput(r) < full * ref.goodput(r)]
 
 
 def second_look(cand: Worker, ctx: Context, name: str, loads: tuple[Load, Load]) -> None:
@@ -154,16 +162,14 @@ def second_look(cand: Worker, ctx: Context, name: str, loads: tuple[Load, Load])
     partly, each rate at which the candidate fell short of full credit is measured again, candidate then reference,
     with requests drawn afresh (answers cached from the first window are no help), and each side keeps its better
     window at that rate: interference only ever slows a server down."""
-    assert ctx.reference is not None
     for rate in rates_to_look_again(ctx, *loads):
         if rate not in ctx.second:
             ctx.second[rate] = workload(ctx.spec, rate, ctx.tokenizer, ctx.corpus_ids, draw=1)
             ctx.greedy = ctx.greedy.merged(greedy_outputs(ctx, ctx.second[rate]))
-        for who, w, load in (("candidate", cand, loads[0]), ("reference", ctx.reference, loads[1])):
-            log(f"{name}: a second look at {rate:g}/s on the {who}, with fresh requests ...")
-            window = Load()
-            with cand.paused() if w is not cand else contextlib.nullcontext():
-                load_one_rate(w.url, ctx, rate, window, remote.drive_options(w), ctx.second[rate])
+        windows = Load(), Load()
+        measure_both(cand, ctx, rate, windows, f"{name}: a second look at {rate:g}/s, with fresh requests",
+                     ctx.second[rate])
+        for load, window in zip(loads, windows):
             load.keep_better(window, rate)
 
 
