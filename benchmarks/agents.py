@@ -26,15 +26,21 @@ def main() -> None:
     ap.add_argument("--model-url", help="a real OpenAI-compatible model's base URL (key in $AILAB_MODEL_API_KEY)")
     ap.add_argument("--model", help="with --model-url: the model's name")
     ap.add_argument("--model-prices", metavar="IN,OUT", help="with --model-url: USD per million tokens")
+    ap.add_argument("--seed", type=int, help="replay one fault seed in every run (as tests/test_cluster.py does)")
     args = ap.parse_args()
     model = {"model_url": args.model_url, "model": args.model, "model_prices": args.model_prices}
+    hidden = None
+    if args.seed is not None:
+        hidden = Path(tempfile.mkdtemp(prefix="ailab-agents-seed-"))
+        (hidden / "agents").mkdir()
+        (hidden / "agents" / "lab.toml").write_text(f"[profiles.{args.profile}]\nseed = {args.seed}\n")
     for run in range(args.runs):
         out = Path(tempfile.mkdtemp(prefix="ailab-agents-bench-"))
         started = time.perf_counter()
-        cards = grade("reference", out, profile=args.profile, **model)
+        cards = grade("reference", out, profile=args.profile, hidden=hidden, **model)
         reference_s = time.perf_counter() - started  # what `ailab grade agents reference` takes, less the CLI
         if args.examples:
-            cards += grade(str(LABS_DIR / "agents" / "examples"), out, profile=args.profile, **model)
+            cards += grade(str(LABS_DIR / "agents" / "examples"), out, profile=args.profile, hidden=hidden, **model)
         seconds = time.perf_counter() - started
         for card in cards:
             m = card.metrics

@@ -32,9 +32,15 @@ pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conf
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "labs" / "agents" / "examples"
 NAMES = {"reference", "naive", "broken", "hostile"}
-# Measured (seed 7): the naive agent graded alone 32.0, 31.9, 31.4; on the 2-worker cluster beside another grade
-# 32.4, 32.6 (its latency ratio moves with the machine's load). The other three must be equal.
+# Measured (seed 7): the naive agent graded alone 32.0, 31.9, 31.4, 31.5, 31.2; on the 2-worker cluster beside
+# another grade 32.4, 32.6. Only its timed parts moved: with the fault seed fixed, every other part of every example
+# came out the same in each grade (benchmarks/agents.py --profile smoke --seed 7 --examples).
 TOLERANCE = 2.0
+TIMED = {"latency", "throughput"}  # ratios of wall-clock figures, candidate to reference, within one grade
+# The agents lab's own bound for its reference (tests/test_agents_grader.py). Against itself with seed 7 the reference
+# scored 100.0 in 18 of 18 grades on an idle machine (latency ratio 0.81-1.15, full credit to 1.5), but 99.8 once
+# in CI's timing phase (stop 29): one grade's p95 of ~100 turns can pass 1.5.
+REFERENCE_AT_LEAST = 95.0
 ISOLATED = unavailable() is None
 HOSTILE_CELL = '''import socket
 try:
@@ -122,7 +128,14 @@ def test_a_two_worker_cluster_grades_like_one_machine(clustered: dict, sequentia
     assert set(cards) == NAMES == set(sequential)
     for name in NAMES:
         assert abs(cards[name]["score"] - sequential[name]["score"]) <= TOLERANCE, (name, cards[name]["parts"])
-    assert cards["reference"]["score"] == sequential["reference"]["score"] == 100.0
+        untimed = [{p["name"]: p["points"] for p in card["parts"] if p["name"] not in TIMED}
+                   for card in (cards[name], sequential[name])]
+        assert untimed[0] == untimed[1], (name, "the cluster's untimed parts, then one machine's", untimed)
+    for card in (cards["reference"], sequential["reference"]):
+        lost = [f"{p['name']} {p['points']}/{p['max_points']}: {p['detail']}" for p in card["parts"]
+                if p["points"] < p["max_points"]]
+        assert card["score"] >= REFERENCE_AT_LEAST and all(p["name"] in TIMED for p in card["parts"]
+                                                           if p["points"] < p["max_points"]), lost
     assert cards["broken"]["score"] == cards["hostile"]["score"] == 0.0
     workers = {c["environment"]["worker"]["address"] for c in cards.values()}
     assert all(w.startswith("tcp://127.0.0.1:") for w in workers) and len(workers) >= 2, workers
