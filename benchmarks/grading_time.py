@@ -30,12 +30,15 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
         started = time.perf_counter()
         card = grade(args.submission, out, dataset=args.dataset, profile=args.profile)[0]
+        perf = next((p.points for p in card.parts if p.name == "performance"), 0.0)
         rows.append((run + 1, time.perf_counter() - started, card.score, card.metrics.get("latency_p95_ms", 0.0),
-                     card.reference["metrics"].get("latency_p95_ms", 0.0)))
+                     card.reference["metrics"].get("latency_p95_ms", 0.0), perf))
     print(f"\ngrading {args.submission} on {args.dataset}, profile {args.profile}, {os.cpu_count()} cores")
-    print(f"{'run':>3} {'wall_s':>8} {'score':>7} {'cand_p95_ms':>12} {'ref_p95_ms':>11}")
+    print(f"{'run':>3} {'wall_s':>8} {'score':>7} {'cand_p95_ms':>12} {'ref_p95_ms':>11} {'p95_ratio':>9} "
+          f"{'performance':>11}")
     for r in rows:
-        print(f"{r[0]:>3} {r[1]:>8.1f} {r[2]:>7.1f} {r[3]:>12.1f} {r[4]:>11.1f}")
+        ratio = r[3] / r[4] if r[4] else float("inf")
+        print(f"{r[0]:>3} {r[1]:>8.1f} {r[2]:>7.1f} {r[3]:>12.1f} {r[4]:>11.1f} {ratio:>9.2f} {r[5]:>11.2f}")
     scores = [r[2] for r in rows]
     print(f"score spread (max - min): {max(scores) - min(scores):.1f} points; "
           f"median wall time {sorted(r[1] for r in rows)[len(rows) // 2]:.1f} s")
