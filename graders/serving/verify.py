@@ -19,10 +19,11 @@ across two tokens and decoded piece by piece shows as U+FFFD where the whole dec
 the model did run, and the streaming part already judges detokenizing.
 
 Near ties. Where the model's two best logits are within float32 rounding of each other, the batch a prompt
-is decoded in decides which one wins: decoded alone, 1 of 115 prompts of seed 739568390 left the grader's
-batched text at character 65, and in a clean-clone run the reference server, batching differently from the
-grader, streamed 1 of 67 differently. Both were right: in the first case the two tokens' logits differ by 3.6e-7,
-and the next best is 0.115 below. So a stream that leaves the greedy text is checked
+is decoded in decides which one wins, and the CPU's float rounding too: on one machine, decoded alone, 1 of 115
+prompts of seed 739568390 left the grader's batched text at character 65 (on an AMD EPYC none did), and in a
+clean-clone run the reference server, batching differently from the grader, streamed 1 of 67 differently. Both
+were right: in the first case the two tokens' logits differ by 3.6e-7, and the next best is 0.115 below. So a
+stream that leaves the greedy text is checked
 once more (`near_tie`): where it first differs, the grader's model scores the prefix, and if the stream's
 token is within TIE_LOGIT_GAP of the best one, greedy decoding goes on from that token; a stream that is
 that text (taking at most MAX_TIES such turns) is verified and counted as `near_ties`. A token a server
