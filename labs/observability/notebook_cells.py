@@ -644,8 +644,10 @@ detectors of Tasks 2.3 and 2.4 read them.
 
 - KS on small samples, as Evidently's defaults do; Wasserstein or Jensen–Shannon distances suit
   large ones, and MMD with a permutation test compares whole embeddings.
-- With ~8 queries a second, 16 recent queries is two ticks: fast, but with 16 tests a strict
-  `alpha` (3e-5) is what keeps a healthy run quiet. Stricter still (1e-6) misses a 5-second drift.
+- With ~8 queries a second, 24 recent queries is three ticks. With 16 tests a strict `alpha` (3e-5)
+  is what keeps a healthy run quiet; stricter still (1e-6) misses a 5-second drift. A shorter window
+  has too little power for that `alpha`: with 16 queries, a healthy stretch of a real run reached
+  p = 2e-5 (a false page) while a 5-second drift reached only 5e-5 (missed); with 24, 6e-4 and 4e-6.
 - Wait for enough data: at least ~30 reference queries and half a window of recent ones.
 </details>
 """

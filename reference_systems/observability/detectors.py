@@ -155,7 +155,7 @@ class QueryDrift:
 
     name = "query_drift"
 
-    def __init__(self, window: int = 16, alpha: float = 3e-5) -> None:
+    def __init__(self, window: int = 24, alpha: float = 3e-5) -> None:
         ### BEGIN SOLUTION
         self.alpha, self.window = alpha, window
         self.reference: list[list[float]] = []
