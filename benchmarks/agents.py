@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from graders.agents.grade import grade
+from graders.engine.hidden import write_lab_toml
 from graders.paths import LABS_DIR
 
 
@@ -32,8 +33,7 @@ def main() -> None:
     hidden = None
     if args.seed is not None:
         hidden = Path(tempfile.mkdtemp(prefix="ailab-agents-seed-"))
-        (hidden / "agents").mkdir()
-        (hidden / "agents" / "lab.toml").write_text(f"[profiles.{args.profile}]\nseed = {args.seed}\n")
+        write_lab_toml(hidden, "agents", f"[profiles.{args.profile}]\nseed = {args.seed}\n")
     for run in range(args.runs):
         out = Path(tempfile.mkdtemp(prefix="ailab-agents-bench-"))
         started = time.perf_counter()

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from graders.engine.cluster_task import grading_process
+from graders.engine.hidden import write_lab_toml
 from graders.engine.netns import unavailable
 
 pytestmark = pytest.mark.timing  # compares speed with the reference (tests/conftest.py)
@@ -76,8 +77,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                         "source": HOSTILE_CELL})
     (subs / "hostile.ipynb").write_text(json.dumps(nb))
     hidden = tmp_path_factory.mktemp("hidden")
-    (hidden / "agents").mkdir()
-    (hidden / "agents" / "lab.toml").write_text("[profiles.smoke]\nseed = 7\n")
+    write_lab_toml(hidden, "agents", "[profiles.smoke]\nseed = 7\n")
     return {"subs": subs, "hidden": hidden}
 
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from graders.engine.hidden import write_lab_toml
 from graders.engine.labconfig import load_lab
 from graders.serving import gpu
 from reference_systems.serving.engine import MIN_WIDTH, Engine, bucket, buckets, generate, resolve_device
@@ -121,8 +122,7 @@ def test_measured_cost_is_gpu_seconds_times_price_and_energy_times_price_per_kwh
 def test_the_floor_is_loaded_once_and_lands_in_the_scorecard_and_report(tmp_path) -> None:
     """floor = true (the GPU profile's setting) on CPU: the naive server takes the same load once per batch."""
     hidden = tmp_path / "hidden"
-    (hidden / "serving").mkdir(parents=True)
-    (hidden / "serving" / "lab.toml").write_text("[profiles.smoke]\nfloor = true\nrates = [6.0]\nduration_s = 3.0\n")
+    write_lab_toml(hidden, "serving", "[profiles.smoke]\nfloor = true\nrates = [6.0]\nduration_s = 3.0\n")
     hidden.chmod(0o700)
     from graders.serving.grade import grade
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from graders.datasets import load_dataset
+from graders.engine.hidden import write_lab_toml
 from graders.engine.labconfig import load_lab
 from graders.engine.loadgen import run_load
 from graders.engine.scorecard import Scorecard
@@ -174,9 +175,8 @@ def cards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scorecard]:
     for name in GAMERS:
         (subs / f"{name}.py").write_text(base + "\n" + (FIX / f"{name}.py").read_text())
     hidden = tmp_path_factory.mktemp("hidden")
-    (hidden / "rag").mkdir()
-    (hidden / "rag" / "lab.toml").write_text(f"[load]\nseed = {SEED}\nprobe_every = 4\n\n"
-                                             "[profiles.smoke]\nmax_quality_queries = 50\n")
+    write_lab_toml(hidden, "rag", f"[load]\nseed = {SEED}\nprobe_every = 4\n\n"
+                                  "[profiles.smoke]\nmax_quality_queries = 50\n")
     hidden.chmod(0o700)
     out = tmp_path_factory.mktemp("graded")
     return {c.submission: c for c in grade(str(subs), out, profile="smoke", hidden=hidden)}

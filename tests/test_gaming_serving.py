@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from graders.engine.hidden import write_lab_toml
 from graders.serving.client import Result, choose_seed, prompt_corpus, summarize, warmup, workload
 from graders.serving.verify import Greedy, mark, verdict
 
@@ -113,8 +114,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = (FIX / "base.py").read_text()
     for name in GAMERS:
         (subs / f"{name}.py").write_text(base + "\n\n" + (FIX / f"{name}.py").read_text())
-    (hidden / "serving").mkdir()
-    (hidden / "serving" / "lab.toml").write_text(f"[profiles.smoke]\nseed = {SEED}\n")
+    write_lab_toml(hidden, "serving", f"[profiles.smoke]\nseed = {SEED}\n")
     out = tmp_path_factory.mktemp("gaming-serving-out")
     grade(str(subs), out, profile="smoke", hidden=hidden)
     cards = {name: json.loads((out / name / "scorecard.json").read_text()) for name in GAMERS}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from graders.course import init_course, run_nbgrader
-from graders.engine.hidden import HiddenError, open_overlay
+from graders.engine.hidden import HiddenError, open_overlay, write_lab_toml
 from graders.engine.integrity import batch_findings, fingerprints, scaffold_and_reference, similarity
 from graders.engine.labconfig import load_lab
 from graders.gradebook import check_mapping
@@ -78,14 +78,13 @@ def test_overlays_that_cannot_be_used_say_what_to_fix(tmp_path: Path) -> None:
     (tmp_path / "rag" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t2\n")
     with pytest.raises(HiddenError, match=r"judges documents that are not in the corpus: \['nope'\]"):
         overlay.split({"d1"})
-    (tmp_path / "rag" / "lab.toml").write_text("[profiles.smoke]\nload_secnds = 3\n")
+    write_lab_toml(tmp_path, "rag", "[profiles.smoke]\nload_secnds = 3\n")
     with pytest.raises(ValueError, match="does not fit the lab"):
         load_lab("rag", overlay.lab_toml())
 
 
 def test_a_private_seed_changes_the_fault_schedule(tmp_path: Path) -> None:
-    (tmp_path / "observability").mkdir()
-    (tmp_path / "observability" / "lab.toml").write_text("[profiles.quick]\nseed = 4242\n")
+    write_lab_toml(tmp_path, "observability", "[profiles.quick]\nseed = 4242\n")
     overlay = open_overlay(tmp_path, "observability")
     assert overlay is not None
     shipped, private = load_lab("observability"), load_lab("observability", overlay.lab_toml())

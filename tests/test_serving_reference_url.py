@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from graders.engine import netns
+from graders.engine.hidden import write_lab_toml
 from graders.engine.sandbox import free_port
 from graders.serving import remote, verify
 from reference_systems.serving.model import model_dir
@@ -70,8 +71,7 @@ def graded(external: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) 
     # 8/s, smoke's rate until it rose to 14/s (labs/serving/lab.toml): the point here is the external reference's
     # wiring, and this server, outside the grader's hosts, scored goodput 0.00 at 14/s once (clean-clone run 44)
     hidden = tmp_path_factory.mktemp("reference-url-hidden")
-    (hidden / "serving").mkdir()
-    (hidden / "serving" / "lab.toml").write_text("[profiles.smoke]\nrates = [8.0]\n")
+    write_lab_toml(hidden, "serving", "[profiles.smoke]\nrates = [8.0]\n")
     started = time.perf_counter()
     done = subprocess.run([str(AILAB), "grade", "serving", "reference", "--profile", "smoke", "--out", str(out),
                            "--hidden", str(hidden),
