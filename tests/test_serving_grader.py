@@ -27,7 +27,7 @@ REF = REPO_ROOT / "reference_systems" / "serving"
 # reference's five checks take ~4 s in all, none near the limit)
 TEST_LIMITS = replace(load_lab("serving").limits, check_s=4.0)
 # The batch and the regrade grade on the smoke profile: the quick profile's code path (checks, load, verification,
-# scoring) with one 5 s window at 14 requests/s a side instead of 8 s windows at 2 and 10/s. Measured at 8/s
+# scoring) with one 5 s window at 14 requests/s a side instead of 8 s windows at 2 and 14/s. Measured at 8/s
 # (2026-12-07, 2 cores): the reference against itself 100.0 in 6 of 6 grades, goodput ratio 0.99-1.10 (full credit
 # from 0.70), TTFT slowdown 0.65-1.13 (full credit to 2.5), ~38 s a grade; the naive server 50.0 twice (goodput and
 # latency 0). On a faster CPU the naive server kept up with 8/s (clean-clone run 42), and at 10/s it did once: smoke's

@@ -120,12 +120,11 @@ def open_overlay(folder: str | Path | None, lab: str) -> Overlay | None:
     return Overlay(root=root, lab=lab)
 
 
-def write_lab_toml(folder: Path, lab: str, text: str) -> Path:
+def write_lab_toml(folder: Path, lab: str, text: str) -> None:
     """Write `text` as FOLDER/<lab>/lab.toml, the private lab.toml that `--hidden FOLDER` merges over the lab's
-    (a seed, a rate); FOLDER. Its mode is the caller's to set (docs/interviewing.md asks for 0700)."""
+    (a seed, a rate). FOLDER's mode is the caller's to set (docs/interviewing.md asks for 0700)."""
     (folder / lab).mkdir(parents=True, exist_ok=True)
     (folder / lab / "lab.toml").write_text(text, encoding="utf-8")
-    return folder
 
 
 def _warn_if_readable(top: Path) -> None:
